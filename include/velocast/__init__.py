@@ -1,0 +1,1 @@
+"""velocast: forecasting hourly bike traffic at the City of Paris counters."""

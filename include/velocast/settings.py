@@ -1,0 +1,121 @@
+"""The one settings object of a velocast process.
+
+Every value comes from the environment (prefix ``VELOCAST_``) or its default. The defaults
+describe the *local* stack (emulators and the API replay on 127.0.0.1) so that a fresh clone
+runs end to end; production sets ``VELOCAST_ENV=prod`` and the real endpoints.
+
+The Google client libraries read the emulator hosts from the standard variables
+``STORAGE_EMULATOR_HOST`` and ``BIGQUERY_EMULATOR_HOST``; settings read the same names so
+that there is a single source for them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PARIS_OPENDATA_URL = "https://opendata.paris.fr/api/explore/v2.1"
+
+
+class VelocastSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VELOCAST_", extra="ignore", frozen=True)
+
+    env: Literal["local", "dev", "prod"] = "local"
+
+    # --- Google Cloud -------------------------------------------------------------------
+    gcp_project: str = "velocast-local"
+    gcp_location: str = "EU"
+    gcp_conn_id: str = "google_cloud_default"
+    bucket: str = "velocast-local"
+    raw_dataset: str = "bike_traffic_raw"
+    predictions_dataset: str = "bike_traffic_predictions"
+    audit_dataset: str = "monitoring_audit"
+    raw_table: str = "hourly_counts"
+    quarantine_table: str = "hourly_counts_quarantine"
+    ingestion_log_table: str = "ingestion_log"
+    staging_prefix: str = "staging/ingest"
+
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("STORAGE_EMULATOR_HOST", "VELOCAST_STORAGE_EMULATOR_HOST")
+    )
+    bigquery_emulator_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BIGQUERY_EMULATOR_HOST", "VELOCAST_BIGQUERY_EMULATOR_HOST"),
+    )
+
+    # --- Paris Open Data API -------------------------------------------------------------
+    opendata_base_url: str = PARIS_OPENDATA_URL
+    opendata_dataset: str = "comptage-velo-donnees-compteurs"
+    http_timeout_seconds: float = Field(default=60.0, gt=0)
+    http_max_retries: int = Field(default=5, ge=0)
+    http_backoff_seconds: float = Field(default=1.0, ge=0)
+    http_max_backoff_seconds: float = Field(default=60.0, ge=0)
+
+    # --- Ingestion -----------------------------------------------------------------------
+    ingest_trailing_days: int = Field(default=3, ge=1, le=31)
+    max_rejected_share: float = Field(default=0.05, ge=0, le=1)
+    # Bounding box of the City of Paris (Bois de Boulogne and Bois de Vincennes included).
+    paris_lat_min: float = 48.80
+    paris_lat_max: float = 48.91
+    paris_lon_min: float = 2.22
+    paris_lon_max: float = 2.47
+    metrics_prefix: str = "velocast"
+
+    # --- Local stack (emulators and the API replay server) ------------------------------
+    state_dir: Path = Path(".velocast")
+    local_host: str = "127.0.0.1"
+    gcs_emulator_port: int = 9023
+    bigquery_emulator_port: int = 9050
+    bigquery_emulator_grpc_port: int = 9060
+    replay_port: int = 8089
+    # Whole weeks added to the replayed dates; None shifts the data so that it ends yesterday.
+    replay_shift_weeks: int | None = None
+    bqemulator_bin: Path = Path(".venv-bqemulator/bin/bqemulator")
+
+    @field_validator("state_dir", "bqemulator_bin")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _local_defaults(self) -> VelocastSettings:
+        """The local profile points every endpoint at the local stack unless told otherwise."""
+        if self.env != "local":
+            return self
+        host = self.local_host
+        updates: dict[str, object] = {}
+        if self.storage_emulator_host is None:
+            updates["storage_emulator_host"] = f"http://{host}:{self.gcs_emulator_port}"
+        if self.bigquery_emulator_host is None:
+            updates["bigquery_emulator_host"] = f"http://{host}:{self.bigquery_emulator_port}"
+        if self.opendata_base_url == PARIS_OPENDATA_URL:
+            updates["opendata_base_url"] = f"http://{host}:{self.replay_port}/api/explore/v2.1"
+        for name, value in updates.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    @property
+    def raw_table_id(self) -> str:
+        return f"{self.gcp_project}.{self.raw_dataset}.{self.raw_table}"
+
+    @property
+    def quarantine_table_id(self) -> str:
+        return f"{self.gcp_project}.{self.raw_dataset}.{self.quarantine_table}"
+
+    @property
+    def ingestion_log_table_id(self) -> str:
+        return f"{self.gcp_project}.{self.raw_dataset}.{self.ingestion_log_table}"
+
+    @property
+    def uses_emulators(self) -> bool:
+        return self.bigquery_emulator_host is not None or self.storage_emulator_host is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> VelocastSettings:
+    """The process-wide settings, read once from the environment."""
+    return VelocastSettings()
