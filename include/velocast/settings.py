@@ -11,6 +11,7 @@ that there is a single source for them.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,10 @@ class VelocastSettings(BaseSettings):
 
     # --- Ingestion -----------------------------------------------------------------------
     ingest_trailing_days: int = Field(default=3, ge=1, le=31)
+    ingest_task_retries: int = Field(default=2, ge=0)
+    # First logical date of DAG 1, and whether the scheduler catches up from it when enabled.
+    ingest_start_date: date = date(2023, 1, 1)
+    ingest_catchup: bool = False
     max_rejected_share: float = Field(default=0.05, ge=0, le=1)
     # Bounding box of the City of Paris (Bois de Boulogne and Bois de Vincennes included).
     paris_lat_min: float = 48.80
@@ -75,8 +80,12 @@ class VelocastSettings(BaseSettings):
     # Whole weeks added to the replayed dates; None shifts the data so that it ends yesterday.
     replay_shift_weeks: int | None = None
     bqemulator_bin: Path = Path(".venv-bqemulator/bin/bqemulator")
+    # Airflow run locally (demo, dag.test() in tests) keeps its metadata in the local PostgreSQL.
+    airflow_dags_folder: Path = Path("airflow/dags")
+    airflow_plugins_folder: Path = Path("plugins")
+    airflow_db_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow"
 
-    @field_validator("state_dir", "bqemulator_bin")
+    @field_validator("state_dir", "bqemulator_bin", "airflow_dags_folder", "airflow_plugins_folder")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -62,7 +62,7 @@ def test_hours_that_have_not_ended_are_not_served(replay) -> None:
 
 
 def test_a_fixed_now_and_serve_future_are_configurable() -> None:
-    from fastapi.testclient import TestClient  # noqa: PLC0415
+    from fastapi.testclient import TestClient
 
     now = datetime(2024, 3, 1, 12, tzinfo=UTC)
     app = create_app(ReplayConfig(shift_weeks=0, now=now))

@@ -50,7 +50,10 @@ class TableContract:
 
     def bigquery_schema(self) -> list[dict[str, str]]:
         """The schema as BigQuery's JSON ``fields`` list (what load jobs and Terraform take)."""
-        return [{"name": c.name, "type": c.type, "mode": c.mode, "description": c.description} for c in self.columns]
+        return [
+            {"name": c.name, "type": c.type, "mode": c.mode, "description": c.description}
+            for c in self.columns
+        ]
 
 
 def _raw_json(name: str) -> dict[str, Any]:

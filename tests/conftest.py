@@ -1,0 +1,60 @@
+"""Shared fixtures: the local stack and Airflow, started by the same code a user runs.
+
+Tests use their own ports, state directory and Airflow database so that a developer's running
+demo stack is neither reused nor disturbed. The environment is set here, at import, because
+Airflow reads its configuration when it is first imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "paris_bike_counts"
+
+os.environ.update(
+    {
+        "VELOCAST_ENV": "local",
+        "VELOCAST_STATE_DIR": str(REPO_ROOT / ".velocast" / "test"),
+        "VELOCAST_GCS_EMULATOR_PORT": "19023",
+        "VELOCAST_BIGQUERY_EMULATOR_PORT": "19050",
+        "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": "19060",
+        "VELOCAST_REPLAY_PORT": "18089",
+        "VELOCAST_BQEMULATOR_BIN": str(REPO_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),
+        "VELOCAST_AIRFLOW_DAGS_FOLDER": str(REPO_ROOT / "airflow" / "dags"),
+        "VELOCAST_AIRFLOW_PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "VELOCAST_AIRFLOW_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow_test",
+        # Failures must surface at once in tests, not after Airflow's retry delays.
+        "VELOCAST_INGEST_TASK_RETRIES": "0",
+        "VELOCAST_HTTP_BACKOFF_SECONDS": "0.05",
+        "VELOCAST_HTTP_MAX_BACKOFF_SECONDS": "2",
+    }
+)
+for _name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
+    os.environ.pop(_name, None)
+
+from velocast.localstack.airflow_env import airflow_environment  # noqa: E402
+from velocast.localstack.stack import LocalStack, running_stack  # noqa: E402
+from velocast.settings import VelocastSettings, get_settings  # noqa: E402
+
+os.environ.update(airflow_environment(get_settings()))
+
+
+@pytest.fixture(scope="session")
+def settings() -> VelocastSettings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def local_stack(settings: VelocastSettings) -> Iterator[LocalStack]:
+    with running_stack(settings) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
