@@ -36,6 +36,27 @@ def _stack_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _airflow_command(args: argparse.Namespace) -> int:
+    from velocast.localstack.airflow_env import AirflowServices
+    from velocast.localstack.stack import LocalStack
+
+    settings = get_settings()
+    services = AirflowServices(settings)
+    if args.action == "up":
+        LocalStack(settings).up()
+        started = services.up()
+        print(f"airflow up (started: {', '.join(started) or 'none, all were running'})")
+        print(f"  UI and REST API: http://{settings.local_host}:{settings.airflow_api_port}")
+    elif args.action == "down":
+        print(f"stopped: {', '.join(services.down()) or 'nothing'}")
+    else:
+        status = services.status()
+        for name, healthy in status.items():
+            print(f"{name:22s} {'healthy' if healthy else 'down'}")
+        return 0 if all(status.values()) else 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Start the stack, run DAG 1 for the last ``--days`` logical dates, print what landed."""
     from velocast.ingestion import plan_window
@@ -89,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("action", choices=["up", "down", "status", "env"])
     stack.add_argument("--airflow", action="store_true", help="with env: include the local Airflow settings")
     stack.set_defaults(handler=_stack_command)
+
+    airflow = commands.add_parser(
+        "airflow", help="run Airflow (api-server :8081, scheduler, dag-processor) on the local stack"
+    )
+    airflow.add_argument("action", choices=["up", "down", "status"])
+    airflow.set_defaults(handler=_airflow_command)
 
     demo = commands.add_parser("demo", help="run the ingestion DAG on the local stack and show the result")
     demo.add_argument("--days", type=int, default=2, help="daily runs to execute, ending today")

@@ -84,6 +84,8 @@ class VelocastSettings(BaseSettings):
     airflow_dags_folder: Path = Path("airflow/dags")
     airflow_plugins_folder: Path = Path("plugins")
     airflow_db_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow"
+    airflow_api_port: int = 8081
+    airflow_scheduler_health_port: int = 8974
 
     @field_validator("state_dir", "bqemulator_bin", "airflow_dags_folder", "airflow_plugins_folder")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from velocast.localstack.stack import StackError, stack_environment
+from velocast.localstack.stack import ProcessGroup, Service, StackError, stack_environment
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -77,3 +78,54 @@ def run_airflow(settings: VelocastSettings, *args: str, quiet: bool = False) -> 
 def migrate_airflow_db(settings: VelocastSettings) -> None:
     ensure_postgres(settings)
     run_airflow(settings, "db", "migrate", quiet=True)
+
+
+def _jwt_secret(settings: VelocastSettings) -> str:
+    """One secret shared by every local Airflow process, generated once per state directory."""
+    path = settings.state_dir / "airflow" / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class AirflowServices(ProcessGroup):
+    """Airflow as a user runs it: api-server (UI + REST + execution API), scheduler and
+    dag-processor, with the LocalExecutor, against the local stack and PostgreSQL."""
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        api = f"http://{s.local_host}:{s.airflow_api_port}"
+        return {
+            **airflow_environment(s),
+            "AIRFLOW__API_AUTH__JWT_SECRET": _jwt_secret(s),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": s.local_host,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.airflow_scheduler_health_port),
+            # Local development only: every UI user is an admin (no login on 127.0.0.1).
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        }
+
+    def prepare(self) -> None:
+        migrate_airflow_db(self.settings)
+
+    def services(self) -> list[Service]:
+        s = self.settings
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        return [
+            Service(
+                name="airflow-api-server",
+                argv=[airflow, "api-server", "--host", s.local_host, "--port", str(s.airflow_api_port)],
+                health_url=f"http://{s.local_host}:{s.airflow_api_port}/api/v2/version",
+            ),
+            Service(
+                name="airflow-scheduler",
+                argv=[airflow, "scheduler"],
+                health_url=f"http://{s.local_host}:{s.airflow_scheduler_health_port}/health",
+            ),
+            Service(name="airflow-dag-processor", argv=[airflow, "dag-processor"], health_url=None),
+        ]

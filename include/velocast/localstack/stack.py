@@ -42,7 +42,8 @@ class StackError(RuntimeError):
 class Service:
     name: str
     argv: list[str]
-    health_url: str
+    # None: the process has no health endpoint; being alive counts as healthy.
+    health_url: str | None
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,11 +71,99 @@ def stack_environment(settings: VelocastSettings) -> dict[str, str]:
     return env
 
 
-class LocalStack:
+class ProcessGroup:
+    """Long-running local services: started in their own process groups, tracked by pid files."""
+
     def __init__(self, settings: VelocastSettings) -> None:
         self.settings = settings
         self.run_dir = settings.state_dir / "run"
         self.log_dir = settings.state_dir / "logs"
+
+    def services(self) -> list[Service]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return stack_environment(self.settings)
+
+    def prepare(self) -> None:
+        """Hook run before any service starts."""
+
+    def up(self) -> list[str]:
+        """Start every service that is not answering yet; return the names started."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        started = []
+        for service in self.services():
+            if self._is_healthy(service):
+                log.info("%s already running", service.name)
+                continue
+            self._spawn(service)
+            started.append(service.name)
+        for service in self.services():
+            self._wait_healthy(service)
+        return started
+
+    def down(self, names: list[str] | None = None) -> list[str]:
+        """Stop the services this module started (their whole process groups), or only ``names``."""
+        stopped = []
+        for service in self.services():
+            if names is not None and service.name not in names:
+                continue
+            pid_file = self._pid_file(service)
+            if not pid_file.exists():
+                continue
+            pid = int(pid_file.read_text())
+            if _stop_group(pid):
+                stopped.append(service.name)
+            pid_file.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict[str, bool]:
+        return {service.name: self._is_healthy(service) for service in self.services()}
+
+    def _is_healthy(self, service: Service) -> bool:
+        if service.health_url is not None:
+            return _healthy(service.health_url)
+        pid_file = self._pid_file(service)
+        return pid_file.exists() and _alive(int(pid_file.read_text()))
+
+    def _pid_file(self, service: Service) -> Path:
+        return self.run_dir / f"{service.name}.pid"
+
+    def _spawn(self, service: Service) -> None:
+        log_path = self.log_dir / f"{service.name}.log"
+        env = {**os.environ, **self.env(), **service.env}
+        with log_path.open("ab") as log_file:
+            # Own process group: stopping the group also stops the children a server forks.
+            process = subprocess.Popen(
+                service.argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=self.settings.state_dir,
+            )
+        self._pid_file(service).write_text(str(process.pid))
+        log.info("started %s (pid %s), log %s", service.name, process.pid, log_path)
+
+    def _wait_healthy(self, service: Service) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        pid_file = self._pid_file(service)
+        while time.monotonic() < deadline:
+            if self._is_healthy(service):
+                return
+            if pid_file.exists() and not _alive(int(pid_file.read_text())):
+                break
+            time.sleep(0.25)
+        log_path = self.log_dir / f"{service.name}.log"
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        raise StackError(f"{service.name} did not become healthy ({service.health_url}); log tail:\n{tail}")
+
+
+class LocalStack(ProcessGroup):
+    def __init__(self, settings: VelocastSettings) -> None:
+        super().__init__(settings)
         self.gcs_root = settings.state_dir / "gcs"
 
     # --- service definitions -----------------------------------------------------------
@@ -132,80 +221,12 @@ class LocalStack:
             ),
         ]
 
-    # --- lifecycle -----------------------------------------------------------------------
-    def up(self) -> list[str]:
-        """Start every service that is not answering yet; return the names started."""
+    def prepare(self) -> None:
         if not self.settings.bqemulator_bin.exists():
             raise StackError(
                 f"BigQuery emulator not installed at {self.settings.bqemulator_bin}; run `make venv`"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.gcs_root.mkdir(parents=True, exist_ok=True)
-        started = []
-        for service in self.services():
-            if _healthy(service.health_url):
-                log.info("%s already running at %s", service.name, service.health_url)
-                continue
-            self._spawn(service)
-            started.append(service.name)
-        for service in self.services():
-            self._wait_healthy(service)
-        return started
-
-    def down(self, names: list[str] | None = None) -> list[str]:
-        """Stop the services this module started (their whole process groups), or only ``names``."""
-        stopped = []
-        for service in self.services():
-            if names is not None and service.name not in names:
-                continue
-            pid_file = self._pid_file(service)
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text())
-            if _stop_group(pid):
-                stopped.append(service.name)
-            pid_file.unlink(missing_ok=True)
-        return stopped
-
-    def status(self) -> dict[str, bool]:
-        return {service.name: _healthy(service.health_url) for service in self.services()}
-
-    def env(self) -> dict[str, str]:
-        return stack_environment(self.settings)
-
-    # --- helpers -------------------------------------------------------------------------
-    def _pid_file(self, service: Service) -> Path:
-        return self.run_dir / f"{service.name}.pid"
-
-    def _spawn(self, service: Service) -> None:
-        log_path = self.log_dir / f"{service.name}.log"
-        env = {**os.environ, **self.env(), **service.env}
-        with log_path.open("ab") as log_file:
-            # Own process group: stopping the group also stops the children a server forks.
-            process = subprocess.Popen(
-                service.argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                cwd=self.settings.state_dir,
-            )
-        self._pid_file(service).write_text(str(process.pid))
-        log.info("started %s (pid %s), log %s", service.name, process.pid, log_path)
-
-    def _wait_healthy(self, service: Service) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if _healthy(service.health_url):
-                return
-            pid_file = self._pid_file(service)
-            if pid_file.exists() and not _alive(int(pid_file.read_text())):
-                break
-            time.sleep(0.25)
-        log_path = self.log_dir / f"{service.name}.log"
-        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-        raise StackError(f"{service.name} did not become healthy at {service.health_url}; log tail:\n{tail}")
 
 
 def _healthy(url: str) -> bool:
@@ -243,12 +264,19 @@ def _stop_group(pid: int, timeout: float = 10.0) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(settings: VelocastSettings) -> Iterator[LocalStack]:
-    """Start the stack for the duration of a block; stop only what this block started."""
-    stack = LocalStack(settings)
-    started = stack.up()
+def running(group: ProcessGroup) -> Iterator[ProcessGroup]:
+    """Run a group of services for the duration of a block; stop only what this block started."""
+    started = group.up()
     try:
-        yield stack
+        yield group
     finally:
         if started:
-            stack.down(started)
+            group.down(started)
+
+
+@contextlib.contextmanager
+def running_stack(settings: VelocastSettings) -> Iterator[LocalStack]:
+    """Start the local stack for the duration of a block; stop only what this block started."""
+    stack = LocalStack(settings)
+    with running(stack):
+        yield stack
