@@ -59,7 +59,6 @@ def _airflow_command(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Start the stack, run DAG 1 for the last ``--days`` logical dates, print what landed."""
-    from velocast.ingestion import plan_window
     from velocast.localstack.airflow_env import airflow_environment, migrate_airflow_db, run_airflow
     from velocast.localstack.stack import LocalStack
 
@@ -69,6 +68,11 @@ def _demo(args: argparse.Namespace) -> int:
     stack.up()
     # This process drives Airflow: its environment is the local stack's.
     os.environ.update(airflow_environment(settings))
+    # Imported only now: importing Airflow reads (and first writes) its configuration.
+    from velocast import contract
+    from velocast.ingestion import plan_window
+    from velocast.warehouse import Warehouse
+
     print("▶ preparing the Airflow metadata database (PostgreSQL)")
     migrate_airflow_db(settings)
     today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
@@ -78,9 +82,6 @@ def _demo(args: argparse.Namespace) -> int:
         run_airflow(
             settings, "dags", "test", "ingest_bike_counts", logical.isoformat(), quiet=not args.verbose
         )
-
-    from velocast import contract
-    from velocast.warehouse import Warehouse
 
     warehouse = Warehouse(settings)
     raw = warehouse.table_id(contract.load_contract(contract.RAW_COUNTS))
@@ -103,6 +104,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # health probes are not news
     parser = argparse.ArgumentParser(prog="velocast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -1,11 +1,7 @@
-"""Fixtures of the unit tests: a real replay server (uvicorn process) on a free local port."""
+"""Fixtures of the client and replay tests: the local stack's replay server, over HTTP."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +12,7 @@ import pandas as pd
 import pytest
 
 from velocast.localstack.replay import default_data_path
+from velocast.localstack.stack import LocalStack
 
 
 @dataclass(frozen=True)
@@ -36,41 +33,13 @@ class ReplayServer:
         return requests
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
-def replay_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayServer]:
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("replay") / "replay.log"
-    argv = [sys.executable, "-m", "velocast.localstack.replay", "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([*argv, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"replay server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                health = httpx.get(f"{url}/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"replay server did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-        yield ReplayServer(url, health["shift_weeks"])
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def replay_server_session(local_stack: LocalStack) -> ReplayServer:
+    """The replay of the local stack, started by the same starter a user runs."""
+    settings = local_stack.settings
+    url = f"http://{settings.local_host}:{settings.replay_port}"
+    health = httpx.get(f"{url}/health", timeout=10).json()
+    return ReplayServer(url, health["shift_weeks"])
 
 
 @pytest.fixture
