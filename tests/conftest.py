@@ -24,6 +24,8 @@ os.environ.update(
         "VELOCAST_BIGQUERY_EMULATOR_PORT": "19050",
         "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": "19060",
         "VELOCAST_REPLAY_PORT": "18089",
+        "VELOCAST_MLFLOW_PORT": "15000",
+        "VELOCAST_MLFLOW_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow_test",
         "VELOCAST_BQEMULATOR_BIN": str(REPO_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),
         "VELOCAST_AIRFLOW_DAGS_FOLDER": str(REPO_ROOT / "airflow" / "dags"),
         "VELOCAST_AIRFLOW_PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
@@ -38,7 +40,8 @@ for _name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
     os.environ.pop(_name, None)
 
 from velocast.localstack.airflow_env import airflow_environment  # noqa: E402
-from velocast.localstack.stack import LocalStack, running_stack  # noqa: E402
+from velocast.localstack.mlflow_server import MlflowServer  # noqa: E402
+from velocast.localstack.stack import LocalStack, running, running_stack  # noqa: E402
 from velocast.settings import VelocastSettings, get_settings  # noqa: E402
 
 os.environ.update(airflow_environment(get_settings()))
@@ -53,6 +56,14 @@ def settings() -> VelocastSettings:
 def local_stack(settings: VelocastSettings) -> Iterator[LocalStack]:
     with running_stack(settings) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(local_stack: LocalStack, settings: VelocastSettings) -> Iterator[MlflowServer]:
+    """The MLflow tracking server (PostgreSQL backend, artifacts in the GCS emulator)."""
+    with running(MlflowServer(settings)) as server:
+        assert isinstance(server, MlflowServer)
+        yield server
 
 
 @pytest.fixture(scope="session")

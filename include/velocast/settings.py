@@ -70,6 +70,18 @@ class VelocastSettings(BaseSettings):
     paris_lon_max: float = 2.47
     metrics_prefix: str = "velocast"
 
+    # --- Models, registry and tracking --------------------------------------------------
+    # The registry file (summary.json) in the project bucket; entries namespaced by environment.
+    registry_object: str = "registry/summary.json"
+    registered_model_name: str = "velocast-bike-traffic"
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    mlflow_port: int = 5000
+    mlflow_db_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow"
+    # Double evaluation: REJECT below this R² on test_baseline; DEPLOY above champion + margin.
+    decision_min_r2_baseline: float = Field(default=0.60, ge=-1, le=1)
+    decision_min_r2_gain: float = Field(default=0.02, ge=0, le=1)
+
     # --- Local stack (emulators and the API replay server) ------------------------------
     state_dir: Path = Path(".velocast")
     local_host: str = "127.0.0.1"
@@ -105,6 +117,10 @@ class VelocastSettings(BaseSettings):
             updates["bigquery_emulator_host"] = f"http://{host}:{self.bigquery_emulator_port}"
         if self.opendata_base_url == PARIS_OPENDATA_URL:
             updates["opendata_base_url"] = f"http://{host}:{self.replay_port}/api/explore/v2.1"
+        if self.mlflow_tracking_uri is None:
+            updates["mlflow_tracking_uri"] = f"http://{host}:{self.mlflow_port}"
+        if self.mlflow_artifact_root is None:
+            updates["mlflow_artifact_root"] = f"gs://{self.bucket}/mlflow"
         for name, value in updates.items():
             object.__setattr__(self, name, value)
         return self

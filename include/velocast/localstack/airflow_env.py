@@ -45,9 +45,9 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def ensure_postgres(settings: VelocastSettings) -> None:
-    """Start the machine's PostgreSQL cluster if it is not answering, then create the Airflow DB."""
-    url = make_url(settings.airflow_db_url)
+def ensure_database(database_url: str) -> None:
+    """Start the machine's PostgreSQL cluster if it is not answering, then create the database."""
+    url = make_url(database_url)
     host, port = url.host or "127.0.0.1", url.port or 5432
     if not _port_open(host, port):
         clusters = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").exists() else []
@@ -76,7 +76,7 @@ def run_airflow(settings: VelocastSettings, *args: str, quiet: bool = False) -> 
 
 
 def migrate_airflow_db(settings: VelocastSettings) -> None:
-    ensure_postgres(settings)
+    ensure_database(settings.airflow_db_url)
     run_airflow(settings, "db", "migrate", quiet=True)
 
 
