@@ -167,18 +167,23 @@ def test_normal_day_then_rerun_keeps_row_count(dag, warehouse, replay, settings)
     expected = expected_rows(replay, window.start, window.end)
     assert expected > 0
 
+    logged_before = len(log_rows(warehouse, window.logical_date))  # a reused stack keeps history
     assert run(dag, logical) == "success"
     assert window_counts(warehouse, window.start, window.end) == (expected, expected)
     first_log = log_rows(warehouse, window.logical_date)
-    assert list(first_log.status) == ["success"]
-    assert int(first_log.rows_fetched[0]) == expected
-    assert int(first_log.rows_loaded[0]) == expected
-    assert int(first_log.rows_quarantined[0]) == 0
+    assert len(first_log) == logged_before + 1
+    latest = first_log.iloc[-1]
+    assert latest.status == "success"
+    assert int(latest.rows_fetched) == expected
+    assert int(latest.rows_loaded) == expected
+    assert int(latest.rows_quarantined) == 0
 
     # Same day again: the days are replaced, never appended to.
     assert run(dag, logical) == "success"
     assert window_counts(warehouse, window.start, window.end) == (expected, expected)
-    assert list(log_rows(warehouse, window.logical_date).status) == ["success", "success"]
+    second_log = log_rows(warehouse, window.logical_date)
+    assert len(second_log) == logged_before + 2
+    assert second_log.iloc[-1].status == "success"
 
     # The next day's run overlaps two of these days: still no duplicates.
     assert run(dag, logical + timedelta(days=1)) == "success"
@@ -269,7 +274,7 @@ def test_too_many_rejected_rows_fail_loudly(dag, warehouse, replay, settings, mo
         get_settings.cache_clear()
     assert window_counts(warehouse, window.start, window.end) == (0, 0)
     log = log_rows(warehouse, window.logical_date)
-    assert list(log.status) == ["rejected"]
+    assert log.iloc[-1].status == "rejected"
     assert len(quarantine_rows(warehouse, window.logical_date)) == 7
 
 
