@@ -38,7 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy include airflow/dags bench
+	$(VENV)/bin/mypy include serving airflow/dags bench
 
 test: lint typecheck
 	$(VENV)/bin/pytest

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PARIS_OPENDATA_URL = "https://opendata.paris.fr/api/explore/v2.1"
@@ -81,6 +81,19 @@ class VelocastSettings(BaseSettings):
     # Double evaluation: REJECT below this R² on test_baseline; DEPLOY above champion + margin.
     decision_min_r2_baseline: float = Field(default=0.60, ge=-1, le=1)
     decision_min_r2_gain: float = Field(default=0.02, ge=0, le=1)
+
+    # --- Serving sidecar ----------------------------------------------------------------
+    serving_port: int = 8000
+    # Registry environment the sidecar serves (dev | prod).
+    serving_env: str = "dev"
+    # API keys come from the environment (Secret Manager in production), never from code.
+    serving_predict_api_keys: list[SecretStr] = Field(default_factory=list)
+    serving_admin_api_key: SecretStr | None = None
+    # Local development only: allows an empty or placeholder admin key.
+    serving_local_dev: bool = False
+    serving_max_records: int = Field(default=10_000, ge=1)
+    serving_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    serving_reload_interval_seconds: float = Field(default=5.0, gt=0)
 
     # --- Local stack (emulators and the API replay server) ------------------------------
     state_dir: Path = Path(".velocast")

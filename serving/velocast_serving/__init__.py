@@ -1,0 +1,1 @@
+"""velocast serving sidecar: FastAPI app serving the champion model."""
