@@ -20,8 +20,8 @@ the offset changes twice a year).
 other counter to ``UNKNOWN_COUNTER_CODE``: an unseen counter is never mistaken for another one,
 and the unseen ids are reported.
 
-All work is per distinct local day (a few hundred) and then broadcast, so ~1 M rows take well
-under a second.
+Holidays are looked up once per distinct local day (a few hundred) and broadcast to the rows:
+~1 M rows take about a second, most of it converting the timestamps to local time.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ MAX_HOLIDAY_DISTANCE_DAYS: Final = 7
 UNKNOWN_COUNTER_CODE: Final = -1
 
 COUNTER_FEATURE: Final = "counter_code"
-CALENDAR_FEATURES: Final[tuple[str, ...]] = (
-    "hour",
+# Features of the local day, computed once per distinct day.
+DAY_FEATURES: Final[tuple[str, ...]] = (
     "weekday",
     "month",
     "day_of_year",
@@ -55,8 +55,8 @@ CALENDAR_FEATURES: Final[tuple[str, ...]] = (
     "is_day_off",
     "days_to_public_holiday",
     "days_from_public_holiday",
-    "hour_day_off",
 )
+CALENDAR_FEATURES: Final[tuple[str, ...]] = ("hour", *DAY_FEATURES, "hour_day_off")
 FEATURE_NAMES: Final[tuple[str, ...]] = (COUNTER_FEATURE, *CALENDAR_FEATURES)
 
 
@@ -86,7 +86,9 @@ class CounterEncoder:
 
     @classmethod
     def fit(cls, counter_ids: Iterable[Any]) -> CounterEncoder:
-        ids = pd.Series(list(counter_ids) if not isinstance(counter_ids, pd.Series) else counter_ids)
+        ids = (
+            counter_ids if isinstance(counter_ids, pd.Series) else pd.Series(list(counter_ids), dtype=object)
+        )
         return cls(tuple(sorted({str(value) for value in ids.dropna().unique()})))
 
     @property
@@ -155,7 +157,7 @@ def calendar_features(counted_at: pd.Series) -> CalendarFeatures:
 
     out = pd.DataFrame(index=counted_at.index)
     out["hour"] = local.dt.hour.to_numpy(dtype=np.int8)
-    for name in CALENDAR_FEATURES[1:-1]:
+    for name in DAY_FEATURES:
         out[name] = day_table[name][inverse]
     # One code per (hour, day off?): lets a tree split the two daily profiles in one go.
     out["hour_day_off"] = (out["hour"].to_numpy(np.int16) + 24 * out["is_day_off"].to_numpy(np.int16)).astype(
@@ -169,8 +171,7 @@ def _day_features(days: np.ndarray) -> dict[str, np.ndarray]:
     """Features of each distinct local day (``days``: sorted datetime64[D])."""
     if days.size == 0:
         empty = np.array([], dtype=np.int8)
-        names = (*CALENDAR_FEATURES[1:], "school_unknown")
-        return {name: empty for name in names}
+        return {name: empty for name in (*DAY_FEATURES, "school_unknown")}
     stamps = pd.DatetimeIndex(days)
     weekday = stamps.dayofweek.to_numpy()
     is_weekend = weekday >= 5
@@ -241,8 +242,8 @@ def build_features(normalised: pd.DataFrame, encoder: CounterEncoder) -> Feature
         raise ValueError(f"the normalised frame lacks the columns {sorted(missing)}")
     counters = encoder.encode(normalised["counter_id"])
     calendar = calendar_features(normalised["counted_at"])
-    frame = calendar.frame
-    frame.insert(0, COUNTER_FEATURE, counters.codes)
+    codes = pd.DataFrame({COUNTER_FEATURE: counters.codes}, index=calendar.frame.index)
+    frame = pd.concat([codes, calendar.frame], axis=1)
     return FeatureSet(
         frame=frame,
         unseen_counters=counters.unseen_ids,
@@ -251,15 +252,10 @@ def build_features(normalised: pd.DataFrame, encoder: CounterEncoder) -> Feature
     )
 
 
-def local_dates(counted_at: pd.Series) -> pd.Series:
-    """The Europe/Paris calendar date of each timestamp (for splits by local day or year)."""
-    local = counted_at.dt.tz_convert(PARIS_TZ)
-    return pd.Series(local.dt.date, index=counted_at.index, name="local_date")
-
-
 __all__ = [
     "CALENDAR_FEATURES",
     "COUNTER_FEATURE",
+    "DAY_FEATURES",
     "FEATURE_NAMES",
     "PARIS_TZ",
     "UNKNOWN_COUNTER_CODE",
@@ -269,7 +265,6 @@ __all__ = [
     "FeatureSet",
     "build_features",
     "calendar_features",
-    "local_dates",
     "public_holidays",
     "school_calendar",
 ]
