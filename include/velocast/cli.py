@@ -9,6 +9,7 @@ import shlex
 import sys
 from datetime import UTC, datetime, timedelta
 
+from velocast.ml_cli import add_ml_commands
 from velocast.settings import get_settings
 
 
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--days", type=int, default=2, help="daily runs to execute, ending today")
     demo.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     demo.set_defaults(handler=_demo)
+
+    add_ml_commands(commands)
 
     args = parser.parse_args(argv)
     result: int = args.handler(args)
