@@ -15,23 +15,25 @@ from velocast.settings import get_settings
 
 def _stack_command(args: argparse.Namespace) -> int:
     from velocast.localstack.airflow_env import airflow_environment
+    from velocast.localstack.mlflow_server import MlflowServer
     from velocast.localstack.stack import LocalStack
 
-    stack = LocalStack(get_settings())
+    settings = get_settings()
+    stack = LocalStack(settings)
+    groups = [stack, MlflowServer(settings)]
     if args.action == "up":
-        started = stack.up()
+        started = [name for group in groups for name in group.up()]
         print(f"stack up (started: {', '.join(started) or 'none, all were running'})")
-        for name, healthy in stack.status().items():
-            print(f"  {name:9s} {'healthy' if healthy else 'DOWN'}")
-    elif args.action == "down":
-        print(f"stopped: {', '.join(stack.down()) or 'nothing'}")
-    elif args.action == "status":
-        status = stack.status()
+    if args.action in ("up", "status"):
+        status = {name: ok for group in groups for name, ok in group.status().items()}
         for name, healthy in status.items():
             print(f"{name:9s} {'healthy' if healthy else 'down'}")
         return 0 if all(status.values()) else 1
+    if args.action == "down":
+        stopped = [name for group in reversed(groups) for name in group.down()]
+        print(f"stopped: {', '.join(stopped) or 'nothing'}")
     elif args.action == "env":
-        env = airflow_environment(stack.settings) if args.airflow else stack.env()
+        env = airflow_environment(settings) if args.airflow else stack.env()
         for key, value in env.items():
             print(f"export {key}={shlex.quote(value)}")
     return 0
@@ -109,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="velocast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    stack = commands.add_parser("stack", help="start, stop or inspect the local GCP-compatible stack")
+    stack = commands.add_parser(
+        "stack", help="start, stop or inspect the local GCP-compatible stack (emulators, API replay, MLflow)"
+    )
     stack.add_argument("action", choices=["up", "down", "status", "env"])
     stack.add_argument("--airflow", action="store_true", help="with env: include the local Airflow settings")
     stack.set_defaults(handler=_stack_command)

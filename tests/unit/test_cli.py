@@ -29,10 +29,12 @@ def test_stack_env_exports_what_the_google_clients_and_airflow_need(
 
 
 @pytest.mark.stack
-def test_stack_status_reports_every_service(local_stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stack_status_reports_every_service(
+    local_stack: Any, mlflow_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["stack", "status"]) == 0
     lines = capsys.readouterr().out.split("\n")
-    assert {line.split()[0] for line in lines if line} == {"gcs", "bigquery", "replay"}
+    assert {line.split()[0] for line in lines if line} == {"gcs", "bigquery", "replay", "mlflow"}
     assert all(line.split()[1] == "healthy" for line in lines if line)
 
 
