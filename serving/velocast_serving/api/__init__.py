@@ -1,0 +1,11 @@
+"""The routes, one module per group; ``ROUTERS`` is what the app includes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from velocast_serving.api import admin, health, predict
+
+ROUTERS: tuple[APIRouter, ...] = (predict.router, admin.router, health.router)
+
+__all__ = ["ROUTERS"]

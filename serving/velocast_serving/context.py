@@ -1,0 +1,29 @@
+"""What the routes share within one app: settings, keys, the model store and the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from velocast.settings import VelocastSettings
+from velocast_serving.auth import ApiKeys
+from velocast_serving.metrics import ServingMetrics
+from velocast_serving.model_store import ModelStore
+
+
+@dataclass(frozen=True)
+class ServingContext:
+    settings: VelocastSettings
+    api_keys: ApiKeys
+    store: ModelStore
+    metrics: ServingMetrics
+
+
+def get_context(request: Request) -> ServingContext:
+    context: ServingContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ServingContext, Depends(get_context)]
