@@ -45,6 +45,10 @@ def dag(parsed_dag: Any, local_stack: Any, settings: VelocastSettings) -> Any:
 
 @pytest.fixture(scope="module")
 def warehouse(dag: Any, settings: VelocastSettings) -> Warehouse:
+    # The tables exist before the first run, as Terraform creates them in production.
+    from velocast.ingestion import ensure_tables
+
+    ensure_tables(settings)
     return Warehouse(settings)
 
 

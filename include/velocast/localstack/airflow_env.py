@@ -11,13 +11,12 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from velocast.localstack.stack import ProcessGroup, Service, StackError, stack_environment
+from velocast.localstack.stack import ProcessGroup, Service, StackError, stack_environment, venv_executable
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def run_airflow(settings: VelocastSettings, *args: str, quiet: bool = False) -> 
     """Run the ``airflow`` CLI of this environment against the local configuration."""
     env = {**os.environ, **airflow_environment(settings)}
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    airflow = venv_executable("airflow")
     output = subprocess.DEVNULL if quiet else None
     subprocess.run([airflow, *args], env=env, check=True, stdout=output)
 
@@ -115,7 +114,7 @@ class AirflowServices(ProcessGroup):
 
     def services(self) -> list[Service]:
         s = self.settings
-        airflow = str(Path(sys.executable).with_name("airflow"))
+        airflow = venv_executable("airflow")
         return [
             Service(
                 name="airflow-api-server",

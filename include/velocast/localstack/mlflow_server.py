@@ -4,11 +4,8 @@ that clients need no storage credentials."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from velocast.localstack.airflow_env import ensure_database
-from velocast.localstack.stack import ProcessGroup, Service
+from velocast.localstack.stack import ProcessGroup, Service, venv_executable
 
 
 class MlflowServer(ProcessGroup):
@@ -17,7 +14,7 @@ class MlflowServer(ProcessGroup):
 
     def services(self) -> list[Service]:
         s = self.settings
-        mlflow = str(Path(sys.executable).with_name("mlflow"))
+        mlflow = venv_executable("mlflow")
         return [
             Service(
                 name="mlflow",

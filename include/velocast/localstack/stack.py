@@ -34,6 +34,11 @@ LAUNCHER = Path(__file__).with_name("bqemulator_launcher.py")
 START_TIMEOUT_SECONDS = 90.0
 
 
+def venv_executable(name: str) -> str:
+    """A console script of this interpreter's environment (the stack runs from the project venv)."""
+    return str(Path(sys.executable).with_name(name))
+
+
 class StackError(RuntimeError):
     """A local service could not be started or did not become healthy."""
 
@@ -179,7 +184,7 @@ class LocalStack(ProcessGroup):
             Service(
                 name="gcs",
                 argv=[
-                    str(Path(sys.executable).with_name("gcp-storage-emulator")),
+                    venv_executable("gcp-storage-emulator"),
                     "start",
                     "--host",
                     host,
