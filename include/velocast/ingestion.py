@@ -219,6 +219,24 @@ def transform(
 
 
 # --- 3. load ---------------------------------------------------------------------------------
+def _stage(
+    warehouse: Warehouse, uri: str, table_contract: contract.TableContract, where: str, run_id: str
+) -> tuple[tuple[str, str, str], int]:
+    """Load ``uri`` into a run-scoped staging table; return its ``replace_rows`` triple and rows."""
+    target = warehouse.table_id(table_contract)
+    staging = _staging_table(warehouse, table_contract, run_id)
+    rows = warehouse.load_parquet([uri], staging, table_contract, append=False)
+    return (target, where, staging), rows
+
+
+def _staging_table(warehouse: Warehouse, table_contract: contract.TableContract, run_id: str) -> str:
+    return f"{warehouse.table_id(table_contract)}__staging_{run_key(run_id)}"
+
+
+def _quarantine_partition(window: IngestionWindow) -> str:
+    return f"logical_date = {date_literal(window.logical_date)}"
+
+
 def load(
     window: IngestionWindow, outcome: TransformOutcome, run_id: str, settings: VelocastSettings
 ) -> dict[str, Any]:
@@ -230,19 +248,13 @@ def load(
     warehouse = Warehouse(settings)
     raw_contract = contract.load_contract(contract.RAW_COUNTS)
     quarantine_contract = contract.load_contract(contract.QUARANTINE)
-    raw_table = warehouse.table_id(raw_contract)
-    quarantine_table = warehouse.table_id(quarantine_contract)
-    suffix = run_key(run_id)
-    raw_staging = f"{raw_table}__staging_{suffix}"
-    quarantine_staging = f"{quarantine_table}__staging_{suffix}"
+    replacements: list[tuple[str, str, str]] = []
+    staged = 0
     try:
-        staged = warehouse.load_parquet([outcome.clean_uri], raw_staging, raw_contract, append=False)
-        warehouse.load_parquet(
-            [outcome.quarantine_uri], quarantine_staging, quarantine_contract, append=False
+        quarantine, _ = _stage(
+            warehouse, outcome.quarantine_uri, quarantine_contract, _quarantine_partition(window), run_id
         )
-        replacements = [
-            (quarantine_table, f"logical_date = {date_literal(window.logical_date)}", quarantine_staging)
-        ]
+        replacements.append(quarantine)
         if outcome.days_with_data:
             days = ", ".join(date_literal(date.fromisoformat(day)) for day in outcome.days_with_data)
             where = (
@@ -250,16 +262,22 @@ def load(
                 f" AND counted_at < {timestamp_literal(window.end)}"
                 f" AND DATE(counted_at) IN ({days})"
             )
-            replacements.insert(0, (raw_table, where, raw_staging))
+            raw, staged = _stage(warehouse, outcome.clean_uri, raw_contract, where, run_id)
+            replacements.insert(0, raw)
         warehouse.replace_rows(replacements)
     finally:
-        warehouse.drop_table(raw_staging)
-        warehouse.drop_table(quarantine_staging)
+        # By name: a staging table may exist even when its load job failed half-way.
+        for staged_contract in (raw_contract, quarantine_contract):
+            warehouse.drop_table(_staging_table(warehouse, staged_contract, run_id))
     skipped = sorted({d.isoformat() for d in window.days} - set(outcome.days_with_data))
     if skipped:
         log.warning("no rows published yet for %s: their current rows are kept", skipped)
-    log.info("replaced days %s of %s with %s rows", outcome.days_with_data, raw_table, staged)
-    return {"rows_loaded": staged, "days_replaced": outcome.days_with_data, "days_without_data": skipped}
+    log.info("replaced days %s of %s with %s rows", outcome.days_with_data, raw_contract.table, staged)
+    return {
+        "rows_loaded": staged,
+        "days_replaced": outcome.days_with_data,
+        "days_without_data": skipped,
+    }
 
 
 # --- 4. report -------------------------------------------------------------------------------
@@ -302,6 +320,22 @@ def append_log_row(row: dict[str, Any], settings: VelocastSettings) -> None:
     storage.delete_prefix(object_name)
 
 
+def record_run(
+    window: IngestionWindow,
+    run_id: str,
+    status: Literal["success", "rejected"],
+    outcome: TransformOutcome,
+    extracted: dict[str, Any],
+    rows_loaded: int,
+    settings: VelocastSettings,
+) -> dict[str, Any]:
+    """The run's row in the ingestion log, and its metrics."""
+    row = log_row(window, run_id, status, outcome, extracted, rows_loaded)
+    append_log_row(row, settings)
+    emit_metrics(row, settings)
+    return row
+
+
 def emit_metrics(row: dict[str, Any], settings: VelocastSettings) -> None:
     """Ingestion metrics through Airflow's statsd client (a no-op when metrics are off)."""
     from airflow.sdk.observability import stats
@@ -337,18 +371,14 @@ def enforce_rejected_share(
     except TooManyRejectedRowsError:
         warehouse = Warehouse(settings)
         quarantine_contract = contract.load_contract(contract.QUARANTINE)
-        quarantine_table = warehouse.table_id(quarantine_contract)
-        staging = f"{quarantine_table}__staging_{run_key(run_id)}"
         try:
-            warehouse.load_parquet([outcome.quarantine_uri], staging, quarantine_contract, append=False)
-            warehouse.replace_rows(
-                [(quarantine_table, f"logical_date = {date_literal(window.logical_date)}", staging)]
+            replacement, _ = _stage(
+                warehouse, outcome.quarantine_uri, quarantine_contract, _quarantine_partition(window), run_id
             )
+            warehouse.replace_rows([replacement])
         finally:
-            warehouse.drop_table(staging)
-        row = log_row(window, run_id, "rejected", outcome, extracted, rows_loaded=0)
-        append_log_row(row, settings)
-        emit_metrics(row, settings)
+            warehouse.drop_table(_staging_table(warehouse, quarantine_contract, run_id))
+        record_run(window, run_id, "rejected", outcome, extracted, 0, settings)
         raise
 
 
@@ -360,9 +390,7 @@ def report(
     run_id: str,
     settings: VelocastSettings,
 ) -> dict[str, Any]:
-    row = log_row(window, run_id, "success", outcome, extracted, rows_loaded)
-    append_log_row(row, settings)
-    emit_metrics(row, settings)
+    row = record_run(window, run_id, "success", outcome, extracted, rows_loaded, settings)
     Storage(settings).delete_prefix(_staging_prefix(settings, window, run_id) + "/")
     return {
         key: (value.isoformat() if isinstance(value, date | datetime) else value)
