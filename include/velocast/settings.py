@@ -38,6 +38,8 @@ class VelocastSettings(BaseSettings):
     raw_table: str = "hourly_counts"
     quarantine_table: str = "hourly_counts_quarantine"
     ingestion_log_table: str = "ingestion_log"
+    predictions_table: str = "hourly_predictions"
+    decisions_table: str = "model_decisions"
     staging_prefix: str = "staging/ingest"
 
     storage_emulator_host: str | None = Field(
@@ -95,6 +97,12 @@ class VelocastSettings(BaseSettings):
     serving_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     serving_reload_interval_seconds: float = Field(default=5.0, gt=0)
 
+    # --- Observability --------------------------------------------------------------------
+    # The MLOps exporter (registry + audit table → Prometheus) listens here.
+    exporter_port: int = 9101
+    # Seconds an exporter scrape may reuse its last BigQuery/GCS reads (bounds the query cost).
+    exporter_cache_seconds: float = Field(default=60.0, ge=0)
+
     # --- Local stack (emulators and the API replay server) ------------------------------
     state_dir: Path = Path(".velocast")
     local_host: str = "127.0.0.1"
@@ -149,6 +157,14 @@ class VelocastSettings(BaseSettings):
     @property
     def ingestion_log_table_id(self) -> str:
         return f"{self.gcp_project}.{self.raw_dataset}.{self.ingestion_log_table}"
+
+    @property
+    def predictions_table_id(self) -> str:
+        return f"{self.gcp_project}.{self.predictions_dataset}.{self.predictions_table}"
+
+    @property
+    def decisions_table_id(self) -> str:
+        return f"{self.gcp_project}.{self.audit_dataset}.{self.decisions_table}"
 
     @property
     def uses_emulators(self) -> bool:

@@ -1,6 +1,7 @@
 """Table contracts: BigQuery schemas, partitioning and keys, defined once as JSON.
 
-The same JSON files feed the ingestion code, the validation suite and (later) Terraform.
+The same JSON files feed the ingestion code, the validation suite and Terraform
+(``terraform/bigquery.tf`` reads them with ``jsondecode(file(...))``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 RAW_COUNTS = "hourly_counts"
 QUARANTINE = "hourly_counts_quarantine"
 INGESTION_LOG = "ingestion_log"
+PREDICTIONS = "hourly_predictions"
+MODEL_DECISIONS = "model_decisions"
+
+# Every table the DAGs write, by contract name (what Terraform must create).
+ALL_TABLES = (RAW_COUNTS, QUARANTINE, INGESTION_LOG, PREDICTIONS, MODEL_DECISIONS)
 
 
 @dataclass(frozen=True)
