@@ -173,18 +173,38 @@ def load_baseline(
     client: gcs.Client | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train_baseline, test_baseline)`` from the bucket (``gs://<bucket>/data/`` by default)."""
+    train, test = _load_parts(settings, location, (TRAIN_OBJECT, TEST_OBJECT), client)
+    return train, test
+
+
+def load_test_baseline(
+    settings: VelocastSettings,
+    location: BaselineLocation | str | None = None,
+    *,
+    client: gcs.Client | None = None,
+) -> pd.DataFrame:
+    """``test_baseline`` alone (evaluation needs no training rows)."""
+    return _load_parts(settings, location, (TEST_OBJECT,), client)[0]
+
+
+def _load_parts(
+    settings: VelocastSettings,
+    location: BaselineLocation | str | None,
+    names: tuple[str, ...],
+    client: gcs.Client | None,
+) -> list[pd.DataFrame]:
     where = BaselineLocation.parse(location) if isinstance(location, str) else location
     where = where or BaselineLocation.default(settings)
     bucket = (client or storage_client(settings)).bucket(where.bucket)
     frames = []
-    for name in (TRAIN_OBJECT, TEST_OBJECT):
+    for name in names:
         blob = bucket.get_blob(where.object_name(name))
         if blob is None:
             raise BaselineError(
                 f"{where.uri(name)} does not exist: create the baseline first (velocast baseline)"
             )
         frames.append(pd.read_parquet(io.BytesIO(blob.download_as_bytes())))
-    return frames[0], frames[1]
+    return frames
 
 
 def load_manifest(
@@ -208,6 +228,7 @@ __all__ = [
     "create_baseline",
     "load_baseline",
     "load_manifest",
+    "load_test_baseline",
     "split_baseline",
     "write_baseline",
 ]

@@ -32,6 +32,7 @@ from velocast import contract
 from velocast.normalize import normalize, records_to_frame
 from velocast.opendata import OpenDataClient
 from velocast.settings import VelocastSettings
+from velocast.sql import date_literal, timestamp_literal
 from velocast.storage import Storage
 from velocast.validation import (
     TooManyRejectedRowsError,
@@ -41,9 +42,7 @@ from velocast.validation import (
 )
 from velocast.warehouse import (
     Warehouse,
-    date_literal,
     safe_table_suffix,
-    timestamp_literal,
     write_contract_parquet,
 )
 

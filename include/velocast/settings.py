@@ -11,6 +11,7 @@ that there is a single source for them.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +97,8 @@ class VelocastSettings(BaseSettings):
     serving_max_records: int = Field(default=10_000, ge=1)
     serving_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     serving_reload_interval_seconds: float = Field(default=5.0, gt=0)
+    # Training jobs' state (shared by the workers); default <state_dir>/jobs.
+    serving_jobs_dir: Path | None = None
 
     # --- Observability --------------------------------------------------------------------
     # The MLOps exporter (registry + audit table → Prometheus) listens here.
@@ -169,6 +172,34 @@ class VelocastSettings(BaseSettings):
     @property
     def uses_emulators(self) -> bool:
         return self.bigquery_emulator_host is not None or self.storage_emulator_host is not None
+
+    def to_environment(self, *, include_secrets: bool = False) -> dict[str, str]:
+        """``VELOCAST_*`` variables that rebuild these settings in a child process.
+
+        Settings changed in code (``model_copy``) reach a subprocess this way; secrets are left
+        out unless asked for (a training job needs no API key).
+        """
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if "SecretStr" in str(field.annotation):
+                if not include_secrets:
+                    continue
+                value = (
+                    [item.get_secret_value() for item in value]
+                    if isinstance(value, list)
+                    else value.get_secret_value()
+                )
+            if isinstance(value, list | dict):
+                text = json.dumps(value, default=str)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"VELOCAST_{name.upper()}"] = text
+        return env
 
 
 @lru_cache(maxsize=1)

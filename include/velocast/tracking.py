@@ -51,7 +51,7 @@ from velocast.decisions import DecisionResult
 from velocast.evaluation import DoubleEvaluation, Metrics, ModelScores
 from velocast.features import PARIS_TZ
 from velocast.models import TARGET, ModelError, VelocastModel, load_model
-from velocast.registry import Environment, normalize_env
+from velocast.registry import Environment, RegistryEntry, normalize_env
 from velocast.settings import VelocastSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -506,6 +506,9 @@ class Tracker:
 
     def load_model(self, model_uri: str) -> VelocastModel:
         return load_velocast_model(model_uri, settings=self.settings)
+
+    def load_entry_model(self, entry: RegistryEntry) -> VelocastModel:
+        return self.load_model(entry.model_uri)
 
 
 def _decision_dict(decision: DecisionResult) -> dict[str, Any]:

@@ -29,13 +29,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from velocast.baseline import BaselineError, BaselineLocation, load_baseline
+from velocast.actuals import ActualsWindow, read_actuals
+from velocast.baseline import BaselineError, BaselineLocation, load_baseline, load_test_baseline
 from velocast.decisions import DecisionThresholds, decide
 from velocast.evaluation import (
     DEFAULT_TEST_FRACTION,
@@ -43,6 +52,7 @@ from velocast.evaluation import (
     FrameInfo,
     Metrics,
     double_evaluate,
+    evaluate,
     sliding_window_training_set,
 )
 from velocast.models import (
@@ -64,9 +74,12 @@ from velocast.registry import (
     Registry,
     RegistryEntry,
     SplitMetrics,
+    UnknownRunError,
 )
 from velocast.settings import VelocastSettings
-from velocast.tracking import Tracker, parse_model_uri
+
+if TYPE_CHECKING:  # MLflow is heavy: imported when a run is logged or a model loaded
+    from velocast.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +98,20 @@ class TrainingDataError(ValueError):
 # --- the request -------------------------------------------------------------------------------
 
 
-class TrainingRequest(BaseModel):
-    """What to train, validated before any data is read: errors name the field and the problem."""
+class _DataRequest(BaseModel):
+    """What training and evaluation requests share: the model type, the env and the data."""
 
     # protected_namespaces: ``model_type`` is a field name here, not a pydantic method.
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     model_type: str = DEFAULT_MODEL_TYPE
-    # Completed with the type's defaults once validated (what the run logs).
-    hyperparams: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     env: Environment = "dev"
-    # A smoke run on a sample of the data; never a prod champion.
-    test_mode: StrictBool = False
     # gs://bucket/prefix of the baseline's two parquet files; None: gs://<bucket>/data.
     data_source: str | None = None
-    # Share of the current window (by time) held out as test_current.
-    test_fraction: float = Field(DEFAULT_TEST_FRACTION, gt=0, lt=1)
     # Recent actuals (raw or normalised rows, any variant normalize reads); None: baseline only.
     current_data: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    # Or a reference to them: a [start, end) window of the raw BigQuery table (what DAG 3 sends).
+    current_window: ActualsWindow | None = None
 
     @field_validator("model_type")
     @classmethod
@@ -118,6 +127,52 @@ class TrainingRequest(BaseModel):
     def _env_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("data_source")
+    @classmethod
+    def _data_source(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            BaselineLocation.parse(value)
+        except BaselineError as error:
+            raise PydanticCustomError("invalid_data_source", "{message}", {"message": str(error)}) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_current_source(self) -> Self:
+        if self.current_data is not None and self.current_window is not None:
+            raise PydanticCustomError(
+                "ambiguous_current_data",
+                "give current_data (rows) or current_window (a BigQuery window), not both",
+            )
+        return self
+
+    def current_frame(self, settings: VelocastSettings) -> pd.DataFrame | None:
+        """The current rows as given (``current_data``) or read (``current_window``); None if neither."""
+        if self.current_data is not None:
+            return pd.DataFrame.from_records(self.current_data)
+        if self.current_window is None:
+            return None
+        frame = read_actuals(settings, self.current_window)
+        if frame.empty:
+            window = self.current_window
+            raise TrainingDataError(
+                f"{settings.raw_table_id} has no rows from {window.start.isoformat()} "
+                f"to {window.end.isoformat()}: ingest them first (DAG ingest_bike_counts)"
+            )
+        return frame
+
+
+class TrainingRequest(_DataRequest):
+    """What to train, validated before any data is read: errors name the field and the problem."""
+
+    # Completed with the type's defaults once validated (what the run logs).
+    hyperparams: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    # A smoke run on a sample of the data; never a prod champion.
+    test_mode: StrictBool = False
+    # Share of the current window (by time) held out as test_current.
+    test_fraction: float = Field(DEFAULT_TEST_FRACTION, gt=0, lt=1)
+
     @field_validator("hyperparams")
     @classmethod
     def _hyperparams(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
@@ -132,16 +187,12 @@ class TrainingRequest(BaseModel):
                 "invalid_hyperparameters", "{message}", {"message": str(error), "problems": problems}
             ) from None
 
-    @field_validator("data_source")
-    @classmethod
-    def _data_source(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            BaselineLocation.parse(value)
-        except BaselineError as error:
-            raise PydanticCustomError("invalid_data_source", "{message}", {"message": str(error)}) from None
-        return value
+
+class EvaluationRequest(_DataRequest):
+    """Score one registered model on test_baseline and, if given, on current actuals."""
+
+    # None: the environment's champion of ``model_type``.
+    run_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 # --- the result --------------------------------------------------------------------------------
@@ -337,9 +388,7 @@ def run_training(
             baseline_train, test_baseline = load_baseline(settings, request.data_source)
         except BaselineError as error:
             raise TrainingDataError(str(error)) from None
-        raw_current = current_frame
-        if raw_current is None and request.current_data is not None:
-            raw_current = pd.DataFrame.from_records(request.current_data)
+        raw_current = current_frame if current_frame is not None else request.current_frame(settings)
         current, dropped = (None, {}) if raw_current is None else prepare_current(raw_current, settings)
         frames = training_frames(
             baseline_train,
@@ -353,7 +402,10 @@ def run_training(
 
     with steps.step("load_champion", 0.1, f"loading the {env} champion ({request.model_type})"):
         champion_entry = registry.champion(env, request.model_type)
-        tracker = tracker if tracker is not None else Tracker(settings)
+        if tracker is None:
+            from velocast.tracking import Tracker
+
+            tracker = Tracker(settings)
         champion = None if champion_entry is None else tracker.load_model(champion_entry.model_uri)
 
     with steps.step("fit", 0.2, f"fitting the {request.model_type} challenger on {len(frames.train):,} rows"):
@@ -431,6 +483,64 @@ def run_training(
     return result
 
 
+def evaluate_registered(
+    request: EvaluationRequest,
+    settings: VelocastSettings,
+    *,
+    registry: Registry | None = None,
+    load: Callable[[RegistryEntry], VelocastModel] | None = None,
+) -> dict[str, Any]:
+    """Metrics of a registered model (the champion by default) on test_baseline and current data.
+
+    ``load`` turns the entry into a model (the sidecar reuses the model it serves); by default
+    the model is loaded from MLflow.
+    """
+    registry = registry if registry is not None else Registry(settings)
+    env = request.env
+    if request.run_id is None:
+        entry = registry.champion(env, request.model_type)
+        if entry is None:
+            raise UnknownRunError(
+                f"{env} has no {request.model_type} champion to evaluate: train and promote one, "
+                "or give run_id"
+            )
+    else:
+        matches = [
+            candidate
+            for candidate in registry.entries(env)
+            if candidate.run_id == request.run_id and candidate.model_type == request.model_type
+        ]
+        if not matches:
+            raise UnknownRunError(f"{env} has no {request.model_type} entry with run_id {request.run_id!r}")
+        entry = matches[0]
+    if load is None:
+        from velocast.tracking import Tracker
+
+        load = Tracker(settings).load_entry_model
+    model = load(entry)
+    try:
+        test_baseline = load_test_baseline(settings, request.data_source)
+    except BaselineError as error:
+        raise TrainingDataError(str(error)) from None
+    raw_current = request.current_frame(settings)
+    scores: dict[str, Any] = {
+        "test_baseline": evaluate(model, test_baseline).to_dict() | FrameInfo.of(test_baseline).to_dict()
+    }
+    if raw_current is not None:
+        current, dropped = prepare_current(raw_current, settings)
+        scores["test_current"] = evaluate(model, current).to_dict() | FrameInfo.of(current).to_dict()
+        scores["current_dropped"] = dropped
+    return {
+        "env": env,
+        "model_type": entry.model_type,
+        "run_id": entry.run_id,
+        "model_uri": entry.model_uri,
+        "is_champion": entry.is_champion,
+        "data_source": request.data_source or BaselineLocation.default(settings).uri(),
+        "metrics": scores,
+    }
+
+
 def promote(
     settings: VelocastSettings,
     env: str,
@@ -448,6 +558,8 @@ def promote(
     """
     registry = registry if registry is not None else Registry(settings)
     result = registry.promote(env, model_type, run_id)
+    from velocast.tracking import Tracker, parse_model_uri
+
     uri = parse_model_uri(result.champion.model_uri)
     if uri.version is None:
         raise ValueError(
@@ -460,11 +572,13 @@ def promote(
 
 __all__ = [
     "TEST_MODE_TRAIN_DAYS",
+    "EvaluationRequest",
     "Progress",
     "TrainingDataError",
     "TrainingFrames",
     "TrainingRequest",
     "TrainingResult",
+    "evaluate_registered",
     "prepare_current",
     "promote",
     "run_training",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +57,6 @@ def bigquery_schema(contract: TableContract) -> list[bigquery.SchemaField]:
     return [
         bigquery.SchemaField(c.name, c.type, mode=c.mode, description=c.description) for c in contract.columns
     ]
-
-
-def timestamp_literal(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("timestamps given to BigQuery must be timezone-aware")
-    return f"TIMESTAMP '{moment.isoformat()}'"
-
-
-def date_literal(day: date) -> str:
-    return f"DATE '{day.isoformat()}'"
 
 
 def safe_table_suffix(text: str) -> str:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from velocast.settings import VelocastSettings
 from velocast_serving.auth import ApiKeys
+from velocast_serving.jobs import JobStore
 from velocast_serving.metrics import ServingMetrics
 from velocast_serving.model_store import ModelStore
 
@@ -19,6 +20,7 @@ class ServingContext:
     api_keys: ApiKeys
     store: ModelStore
     metrics: ServingMetrics
+    jobs: JobStore
 
 
 def get_context(request: Request) -> ServingContext:

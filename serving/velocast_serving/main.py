@@ -33,7 +33,8 @@ from velocast.settings import VelocastSettings, get_settings
 from velocast_serving.api import ROUTERS
 from velocast_serving.auth import ApiKeys
 from velocast_serving.context import ServingContext
-from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics
+from velocast_serving.jobs import JobStore
+from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics, TrainingJobsCollector
 from velocast_serving.model_store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,9 @@ def create_app(settings: VelocastSettings | None = None, *, model_store: ModelSt
     metrics = ServingMetrics(settings.metrics_prefix)
     store = model_store if model_store is not None else ModelStore(settings)
     store.add_listener(metrics)
-    context = ServingContext(settings=settings, api_keys=api_keys, store=store, metrics=metrics)
+    jobs = JobStore.from_settings(settings)
+    metrics.add_collector(TrainingJobsCollector(jobs, settings.metrics_prefix))
+    context = ServingContext(settings=settings, api_keys=api_keys, store=store, metrics=metrics, jobs=jobs)
 
     app = FastAPI(
         title="velocast serving",

@@ -11,6 +11,10 @@ Families (prefix ``{settings.metrics_prefix}_serving_``, ``velocast_serving_`` b
 * ``model_reloads_total{model_type,result}``: champion loads, ``result`` = success | failure;
 * ``registry_poll_errors_total``: failed reads of the registry.
 
+Training jobs (``velocast_serving.jobs``; the same value from every worker, read from the jobs'
+files at scrape time): ``{prefix}_training_jobs_total{status}`` (finished jobs, ``succeeded`` |
+``failed``) and ``{prefix}_training_job_running`` (1 while a job runs).
+
 Several uvicorn workers: start the server with ``PROMETHEUS_MULTIPROC_DIR`` set to an empty,
 writable directory (created and emptied *before* the workers start, e.g. by the container's
 command). prometheus_client then keeps each worker's values in files there, and any worker's
@@ -34,8 +38,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from velocast.registry import RegistryEntry
+from velocast_serving.jobs import JobStore
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE: Final = "<unmatched>"
@@ -45,6 +52,24 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 def multiprocess_dir() -> Path | None:
     value = os.environ.get(MULTIPROC_ENV)
     return Path(value) if value else None
+
+
+class TrainingJobsCollector(Collector):
+    """Training-job metrics read from the job store's files on every scrape."""
+
+    def __init__(self, jobs: JobStore, prefix: str = "velocast") -> None:
+        self.jobs = jobs
+        self.prefix = prefix
+
+    def collect(self) -> list[Metric]:
+        finished = CounterMetricFamily(
+            f"{self.prefix}_training_jobs", "Finished training jobs by outcome", labels=["status"]
+        )
+        for outcome, count in self.jobs.counts().items():
+            finished.add_metric([outcome], count)
+        running = GaugeMetricFamily(f"{self.prefix}_training_job_running", "1 while a training job runs")
+        running.add_metric([], 1.0 if self.jobs.current() is not None else 0.0)
+        return [finished, running]
 
 
 class ServingMetrics:
@@ -101,6 +126,12 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._served: dict[str, tuple[str, str, str, str]] = {}
+        self._collectors: list[Collector] = []
+
+    def add_collector(self, collector: Collector) -> None:
+        """A collector computed at scrape time (the same in every worker: not per process)."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
 
     # --- the model store's listener interface -------------------------------------------------
     def model_loaded(self, entry: RegistryEntry) -> None:
@@ -131,6 +162,8 @@ class ServingMetrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        for collector in self._collectors:
+            registry.register(collector)
         return generate_latest(registry)
 
     def worker_exited(self) -> None:

@@ -204,6 +204,13 @@ class ModelStore:
             self._registry = Registry(self.settings)
         return self._registry
 
+    def load_entry(self, entry: RegistryEntry) -> VelocastModel:
+        """The model of ``entry``: the one served if it is that run, else loaded (and checked)."""
+        served = self._snapshot.models.get(entry.model_type)
+        if served is not None and served.entry.run_id == entry.run_id:
+            return served.model
+        return _checked(self._loader(entry.model_uri, self.registry.client), entry)
+
     def add_listener(self, listener: StoreListener) -> None:
         self._listeners.append(listener)
         snapshot = self._snapshot

@@ -29,6 +29,8 @@ from pydantic import (
 )
 
 from velocast.models import MODEL_TYPES, UnknownModelTypeError
+from velocast.registry import Environment
+from velocast.training import EvaluationRequest, TrainingRequest
 
 RecordShape = Literal["normalised", "api", "v1"]
 
@@ -234,3 +236,106 @@ class ReadyResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: Literal["ok"]
+
+
+# --- training jobs and evaluation ---------------------------------------------------------------
+
+
+class TrainBody(TrainingRequest):
+    """``POST /train``: the training request; ``env`` defaults to the environment served here."""
+
+    env: Environment | None = Field(  # type: ignore[assignment]
+        None, description="dev or prod (default: the environment this sidecar serves)"
+    )
+
+    def for_env(self, default_env: str) -> TrainingRequest:
+        values = self.model_dump(exclude={"env"})
+        return TrainingRequest.model_validate(values | {"env": self.env or default_env})
+
+
+class EvaluateBody(EvaluationRequest):
+    """``POST /evaluate``: which model (default: the champion) on which data."""
+
+    env: Environment | None = Field(  # type: ignore[assignment]
+        None, description="dev or prod (default: the environment this sidecar serves)"
+    )
+
+    def for_env(self, default_env: str) -> EvaluationRequest:
+        values = self.model_dump(exclude={"env"})
+        return EvaluationRequest.model_validate(values | {"env": self.env or default_env})
+
+
+class TrainAccepted(BaseModel):
+    job_id: str
+    status: str = Field(description="queued: the training process is starting")
+    status_url: str = Field(description="poll it: GET /train/{job_id}")
+    submitted_at: datetime
+    request: dict[str, Any] = Field(
+        description="the validated request (current_data rows counted, not echoed)"
+    )
+
+
+class TrainJobStatus(BaseModel):
+    job_id: str
+    status: str = Field(description="queued | running | succeeded | failed")
+    step: str | None = Field(description="what the job is doing (or did last)")
+    progress: float = Field(ge=0, le=1)
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    request: dict[str, Any]
+    run_id: str | None = Field(None, description="MLflow run id of the challenger, when succeeded")
+    model_uri: str | None = None
+    metrics: dict[str, Any] | None = Field(
+        None, description="the challenger on test_baseline and test_current"
+    )
+    evaluation: dict[str, Any] | None = Field(
+        None, description="double evaluation: champion and challenger on the same two frames"
+    )
+    deployment_decision: dict[str, Any] | None = Field(
+        None, description="REJECT | SKIP | DEPLOY with its reason, thresholds and the R² it read"
+    )
+    data: dict[str, Any] | None = Field(None, description="data sizes and windows")
+    timings: dict[str, float] | None = None
+    registry_entry: dict[str, Any] | None = None
+    error: dict[str, str] | None = Field(None, description="type and message, when failed")
+
+    @classmethod
+    def of(cls, status: dict[str, Any]) -> TrainJobStatus:
+        result: dict[str, Any] = status.get("result") or {}
+        return cls(
+            job_id=status["job_id"],
+            status=status["status"],
+            step=status.get("step"),
+            progress=float(status.get("progress") or 0.0),
+            submitted_at=status["submitted_at"],
+            started_at=status.get("started_at"),
+            finished_at=status.get("finished_at"),
+            request=status.get("request") or {},
+            run_id=result.get("run_id"),
+            model_uri=result.get("model_uri"),
+            metrics=result.get("metrics"),
+            evaluation=result.get("evaluation"),
+            deployment_decision=result.get("decision"),
+            data=result.get("data"),
+            timings=result.get("timings"),
+            registry_entry=result.get("registry_entry"),
+            error=status.get("error"),
+        )
+
+
+class TrainJobList(BaseModel):
+    running: str | None = Field(description="job id of the running job, if any")
+    jobs: list[TrainJobStatus] = Field(description="the newest first")
+
+
+class EvaluateResponse(BaseModel):
+    env: str
+    model_type: str
+    run_id: str
+    model_uri: str
+    is_champion: bool
+    data_source: str
+    metrics: dict[str, Any] = Field(
+        description="test_baseline (and test_current when current data was given): r2, rmse, mae, rows, span"
+    )

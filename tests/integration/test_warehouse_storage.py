@@ -13,8 +13,9 @@ from google.api_core.exceptions import GoogleAPIError
 
 from velocast import contract
 from velocast.settings import VelocastSettings
+from velocast.sql import timestamp_literal
 from velocast.storage import Storage, parse_gs_uri
-from velocast.warehouse import Warehouse, timestamp_literal, write_contract_parquet
+from velocast.warehouse import Warehouse, write_contract_parquet
 
 pytestmark = [pytest.mark.stack]
 

@@ -8,6 +8,7 @@ other's registry entries.
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -107,6 +108,8 @@ def serving_settings(settings: VelocastSettings, **overrides: Any) -> VelocastSe
         "serving_predict_api_keys": [SecretStr(PREDICT_KEY)],
         "serving_local_dev": False,
         "serving_reload_interval_seconds": 0.2,
+        # Training jobs of this app only (the lock and counts are per folder).
+        "serving_jobs_dir": Path(tempfile.mkdtemp(prefix="velocast-jobs-")),
     }
     values.update(overrides)
     return settings.model_copy(update=values)

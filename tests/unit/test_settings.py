@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
+
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from velocast.settings import PARIS_OPENDATA_URL, VelocastSettings
 
@@ -47,3 +49,31 @@ def test_invalid_values_are_refused(field: str, value: object) -> None:
 def test_table_ids_are_fully_qualified() -> None:
     settings = VelocastSettings(gcp_project="p", raw_dataset="d", raw_table="t")
     assert settings.raw_table_id == "p.d.t"
+
+
+def test_to_environment_rebuilds_the_same_settings(monkeypatch):
+    original = VelocastSettings().model_copy(
+        update={
+            "registry_object": "tests/x/summary.json",
+            "serving_reload_interval_seconds": 0.5,
+            "serving_local_dev": True,
+            "serving_admin_api_key": SecretStr("admin-key-0123456789abcdef"),
+            "serving_predict_api_keys": [SecretStr("k1-0123456789"), SecretStr("k2-0123456789")],
+        }
+    )
+    plain = original.to_environment()
+    assert "VELOCAST_SERVING_ADMIN_API_KEY" not in plain
+    assert "VELOCAST_SERVING_PREDICT_API_KEYS" not in plain
+    for name in list(os.environ):
+        if name.startswith("VELOCAST_") or name.endswith("_EMULATOR_HOST"):
+            monkeypatch.delenv(name)
+    for name, value in original.to_environment(include_secrets=True).items():
+        monkeypatch.setenv(name, value)
+    rebuilt = VelocastSettings()
+    assert rebuilt.model_dump() == original.model_dump()
+    assert rebuilt.serving_admin_api_key is not None
+    assert rebuilt.serving_admin_api_key.get_secret_value() == "admin-key-0123456789abcdef"
+    assert [key.get_secret_value() for key in rebuilt.serving_predict_api_keys] == [
+        "k1-0123456789",
+        "k2-0123456789",
+    ]

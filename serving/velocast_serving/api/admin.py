@@ -40,10 +40,10 @@ _STATUS_OF: list[tuple[type[Exception], int]] = [
     (OSError, status.HTTP_503_SERVICE_UNAVAILABLE),  # connection errors (requests' are OSErrors)
     (ValueError, status.HTTP_503_SERVICE_UNAVAILABLE),  # an entry of summary.json that does not validate
 ]
-_REGISTRY_ERRORS = tuple(kind for kind, _ in _STATUS_OF)
+REGISTRY_ERRORS = tuple(kind for kind, _ in _STATUS_OF)
 
 
-def _registry_http_error(error: Exception) -> HTTPException:
+def registry_http_error(error: Exception) -> HTTPException:
     code = next(code for kind, code in _STATUS_OF if isinstance(error, kind))
     detail = str(error) if code < 500 else f"registry unavailable: {type(error).__name__}: {error}"
     return HTTPException(code, detail)
@@ -65,8 +65,8 @@ def promote_champion(body: PromoteRequest, context: Context, _role: AdminRole) -
     try:
         env = normalize_env(body.env if body.env is not None else store.env)
         result = store.registry.promote(env, body.model_type, body.run_id)
-    except _REGISTRY_ERRORS as error:
-        raise _registry_http_error(error) from error
+    except REGISTRY_ERRORS as error:
+        raise registry_http_error(error) from error
     serving = None
     if env == store.env:
         # This worker serves the new champion before answering; the others within an interval.
@@ -100,8 +100,8 @@ def model_summary(context: Context, _role: PredictRole) -> ModelSummary:
     try:
         generation = store.registry.generation()
         entries = store.registry.entries(store.env)
-    except _REGISTRY_ERRORS as error:
-        raise _registry_http_error(error) from error
+    except REGISTRY_ERRORS as error:
+        raise registry_http_error(error) from error
     snapshot = store.snapshot
     return ModelSummary(
         env=store.env,
