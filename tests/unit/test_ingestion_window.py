@@ -8,7 +8,8 @@ import pytest
 
 from velocast.contract import QUARANTINE, RAW_COUNTS, load_contract
 from velocast.ingestion import IngestionWindow, plan_window
-from velocast.warehouse import arrow_schema, safe_table_suffix, timestamp_literal, write_contract_parquet
+from velocast.sql import timestamp_literal
+from velocast.warehouse import arrow_schema, safe_table_suffix, write_contract_parquet
 
 PARIS = ZoneInfo("Europe/Paris")
 
