@@ -2,6 +2,7 @@
 PYTHON_BOOT ?= python3.11
 VENV        := .venv
 BQ_VENV     := .venv-bqemulator
+CHECKOV_VENV := .venv-checkov
 PY          := $(VENV)/bin/python
 UV          := $(VENV)/bin/uv
 UV_VERSION  := 0.13.9
@@ -22,7 +23,27 @@ $(BQ_VENV)/.synced: locks/bqemulator.txt $(VENV)/.synced
 	$(UV) pip sync --python $(BQ_VENV)/bin/python locks/bqemulator.txt
 	touch $@
 
-venv: $(VENV)/.synced $(BQ_VENV)/.synced
+# checkov (Terraform static analysis in tests/infra) conflicts with the main pins too.
+$(CHECKOV_VENV)/.synced: locks/checkov.txt $(VENV)/.synced
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(CHECKOV_VENV)
+	$(UV) pip sync --python $(CHECKOV_VENV)/bin/python locks/checkov.txt
+	touch $@
+
+venv: $(VENV)/.synced $(BQ_VENV)/.synced $(CHECKOV_VENV)/.synced
+
+# promtool and amtool (Debian packages prometheus, prometheus-alertmanager) for the observability
+# config tests; installed only when missing. On a host with systemd the packages also start their
+# services (ports 9090 and 9093): `systemctl disable --now prometheus prometheus-alertmanager`.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: tools
+tools:
+	@if command -v promtool >/dev/null && command -v amtool >/dev/null; then \
+	  echo "promtool and amtool present"; \
+	else \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y --no-install-recommends prometheus prometheus-alertmanager; \
+	fi
+
 
 demo: venv
 	$(VENV)/bin/velocast demo
@@ -40,7 +61,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy include serving airflow/dags bench
 
-test: lint typecheck
+test: lint typecheck tools
 	$(VENV)/bin/pytest
 
 # Recompile the locks from the *.in files (needs the package index).
@@ -48,6 +69,7 @@ lock: $(VENV)/.synced
 	$(UV) pip compile --python-version 3.11.7 requirements.in -o requirements.txt
 	$(UV) pip compile --python-version 3.11.7 requirements-dev.in -o requirements-dev.txt
 	$(UV) pip compile --python-version 3.11.7 locks/bqemulator.in -o locks/bqemulator.txt
+	$(UV) pip compile --python-version 3.11.7 locks/checkov.in -o locks/checkov.txt
 
 clean:
 	-$(VENV)/bin/velocast stack down

@@ -57,6 +57,21 @@ resource "google_bigquery_dataset_iam_member" "airflow_data_editor" {
   member     = local.members["airflow"]
 }
 
+# The sidecar's training jobs read the recent actuals by window (POST /train current_window):
+# queries in the project, read-only on the raw dataset.
+resource "google_project_iam_member" "serving_bigquery_job_user" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = local.members["serving"]
+}
+
+resource "google_bigquery_dataset_iam_member" "serving_raw_data_viewer" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.this["raw"].dataset_id
+  role       = "roles/bigquery.dataViewer"
+  member     = local.members["serving"]
+}
+
 resource "google_storage_bucket_iam_member" "object_user" {
   for_each = local.bucket_object_users
 

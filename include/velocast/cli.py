@@ -105,6 +105,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exporter(args: argparse.Namespace) -> int:
+    """Serve the MLOps exporter's /metrics until interrupted."""
+    from velocast.exporter import serve_forever
+
+    if args.window_days < 1:
+        print("--window-days must be at least 1", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    port = settings.exporter_port if args.port is None else args.port
+    serve_forever(settings, host=args.host, port=port, window_days=args.window_days)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # health probes are not news
@@ -128,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--days", type=int, default=2, help="daily runs to execute, ending today")
     demo.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     demo.set_defaults(handler=_demo)
+
+    exporter = commands.add_parser(
+        "exporter", help="serve the MLOps exporter (registry, audit and warehouse metrics) for Prometheus"
+    )
+    exporter.add_argument("--host", default="0.0.0.0", help="address to bind (default: all interfaces)")
+    exporter.add_argument("--port", type=int, default=None, help="port (default: settings.exporter_port)")
+    exporter.add_argument(
+        "--window-days", type=int, default=28, help="window of the decision and promotion counts, in days"
+    )
+    exporter.set_defaults(handler=_exporter)
 
     add_ml_commands(commands)
 
