@@ -45,7 +45,7 @@ from velocast.normalize import normalize, read_source
 from velocast.settings import get_settings
 from velocast.storage import Storage
 from velocast.training import TrainingRequest, run_training
-from velocast.warehouse import Warehouse, write_contract_parquet
+from velocast.warehouse import Warehouse
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
 ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex
@@ -97,12 +97,15 @@ def main() -> None:
         warehouse = Warehouse(settings)
         warehouse.ensure_table(contract)
         rows = current.assign(ingestion_run_id="bench", ingested_at=pd.Timestamp.now(tz="UTC"))
-        for column in contract.column_names:
-            if column not in rows.columns:
-                rows[column] = None
-        parquet = write_contract_parquet(rows, contract, folder / "current.parquet")
-        uri = Storage(settings).upload_file(parquet, f"bench/{unique}/current.parquet")
-        warehouse.load_parquet([uri], settings.raw_table_id, contract, append=False)
+        for column in set(contract.column_names) - set(rows.columns):
+            rows[column] = None
+        warehouse.load_frame(
+            rows,
+            contract,
+            settings.raw_table_id,
+            storage=Storage(settings),
+            object_name=f"bench/{unique}/current.parquet",
+        )
         body: dict[str, Any] = {
             "model_type": "hgb",
             "env": "dev",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from google.cloud import bigquery
 
 from velocast.contract import TableContract
 from velocast.settings import VelocastSettings
+from velocast.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,22 @@ class Warehouse:
         job = self.client.load_table_from_uri(list(uris), table_id, job_config=config)
         job.result()
         return int(job.output_rows or 0)
+
+    def load_frame(
+        self,
+        frame: pd.DataFrame,
+        contract: TableContract,
+        table_id: str,
+        *,
+        storage: Storage,
+        object_name: str,
+        append: bool = False,
+    ) -> int:
+        """``frame`` typed as the contract says, staged at ``object_name`` in GCS, loaded by a job."""
+        with tempfile.TemporaryDirectory(prefix="velocast-load-") as tmp:
+            path = write_contract_parquet(frame, contract, Path(tmp) / "rows.parquet")
+            uri = storage.upload_file(path, object_name)
+        return self.load_parquet([uri], table_id, contract, append=append)
 
     def run_script(self, sql: str) -> None:
         self.client.query(sql, location=self.settings.gcp_location).result()

@@ -15,7 +15,7 @@ can post warehouse rows or API records as they are.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -241,6 +241,15 @@ class HealthResponse(BaseModel):
 # --- training jobs and evaluation ---------------------------------------------------------------
 
 
+_Request = TypeVar("_Request", bound=BaseModel)
+
+
+def _with_env(body: TrainBody | EvaluateBody, request_type: type[_Request], default_env: str) -> _Request:
+    """The library's request from an API body whose ``env`` may be left to the sidecar's default."""
+    values = body.model_dump(exclude={"env"})
+    return request_type.model_validate(values | {"env": body.env or default_env})
+
+
 class TrainBody(TrainingRequest):
     """``POST /train``: the training request; ``env`` defaults to the environment served here."""
 
@@ -249,8 +258,7 @@ class TrainBody(TrainingRequest):
     )
 
     def for_env(self, default_env: str) -> TrainingRequest:
-        values = self.model_dump(exclude={"env"})
-        return TrainingRequest.model_validate(values | {"env": self.env or default_env})
+        return _with_env(self, TrainingRequest, default_env)
 
 
 class EvaluateBody(EvaluationRequest):
@@ -261,8 +269,7 @@ class EvaluateBody(EvaluationRequest):
     )
 
     def for_env(self, default_env: str) -> EvaluationRequest:
-        values = self.model_dump(exclude={"env"})
-        return EvaluationRequest.model_validate(values | {"env": self.env or default_env})
+        return _with_env(self, EvaluationRequest, default_env)
 
 
 class TrainAccepted(BaseModel):

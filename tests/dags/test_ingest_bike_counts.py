@@ -29,7 +29,13 @@ DAG_ID = "ingest_bike_counts"
 
 
 @pytest.fixture(scope="module")
-def parsed_dag(settings: VelocastSettings) -> Any:
+def airflow_db(settings: VelocastSettings) -> None:
+    """Airflow's metadata database, created and migrated (parsing a DAG already reads it)."""
+    migrate_airflow_db(settings)
+
+
+@pytest.fixture(scope="module")
+def parsed_dag(settings: VelocastSettings, airflow_db: None) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(settings.airflow_dags_folder))
@@ -38,8 +44,7 @@ def parsed_dag(settings: VelocastSettings) -> Any:
 
 
 @pytest.fixture(scope="module")
-def dag(parsed_dag: Any, local_stack: Any, settings: VelocastSettings) -> Any:
-    migrate_airflow_db(settings)
+def dag(parsed_dag: Any, local_stack: Any) -> Any:
     return parsed_dag
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,7 +28,7 @@ from velocast.normalize import frame_to_json_lines
 from velocast.registry import Registry, storage_client
 from velocast.settings import VelocastSettings
 from velocast.storage import Storage
-from velocast.warehouse import Warehouse, write_contract_parquet
+from velocast.warehouse import Warehouse
 
 pytestmark = [pytest.mark.stack]
 
@@ -52,20 +50,22 @@ def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [json.loads(line) for line in frame_to_json_lines(frame)]
 
 
-def _load_raw_table(settings: VelocastSettings, frame: pd.DataFrame, folder: Path) -> str:
+def _load_raw_table(settings: VelocastSettings, frame: pd.DataFrame, unique: str) -> str:
     """The current rows in a raw-contract table of their own, loaded as DAG 1 loads (GCS → load job)."""
     contract = load_contract(RAW_COUNTS)
     warehouse = Warehouse(settings)
     warehouse.ensure_table(contract)  # creates the dataset too
     rows = frame.assign(ingestion_run_id="test", ingested_at=pd.Timestamp.now(tz="UTC"))
-    for column in contract.column_names:
-        if column not in rows.columns:
-            rows[column] = None
-    path = write_contract_parquet(rows, contract, folder / "current.parquet")
-    uri = Storage(settings).upload_file(path, f"tests/train/{folder.name}/current.parquet")
-    table_id = settings.raw_table_id
-    warehouse.load_parquet([uri], table_id, contract, append=False)
-    return table_id
+    for column in set(contract.column_names) - set(rows.columns):
+        rows[column] = None
+    warehouse.load_frame(
+        rows,
+        contract,
+        settings.raw_table_id,
+        storage=Storage(settings),
+        object_name=f"tests/train/{unique}/current.parquet",
+    )
+    return settings.raw_table_id
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,7 @@ def train_kit(
     )
     location = BaselineLocation(bucket=own.bucket, prefix=f"tests/train-{unique}")
     write_baseline(baseline, own, location=location, source="tests")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / unique
-        folder.mkdir()
-        table_id = _load_raw_table(own, current, folder)
+    table_id = _load_raw_table(own, current, unique)
     with TestClient(create_app(own)) as client:
         yield TrainKit(
             settings=own,
