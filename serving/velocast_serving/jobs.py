@@ -25,12 +25,14 @@ Finished jobs are counted in ``<root>/counts.json`` (for ``velocast_training_job
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -68,10 +70,14 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED)
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES: Final = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class JobBusyError(RuntimeError):
@@ -193,6 +199,8 @@ class JobStore:
                     # Its own session: a worker restart or Ctrl-C does not kill the training.
                     start_new_session=True,
                 )
+            # Its own session: pid == process group id, what DELETE /train/{id} signals.
+            status = self.update(job_id, pid=process.pid)
             # Reaps the child when it exits (no zombie), without blocking the request.
             threading.Thread(target=process.wait, name=f"train-{job_id[:8]}", daemon=True).start()
             log.info("training job %s started (pid %s): %s", job_id, process.pid, status["request"])
@@ -259,14 +267,38 @@ class JobStore:
 
     def counts(self) -> dict[str, int]:
         data = _read_json(self.root / COUNTS_FILE) or {}
-        return {state.value: int(data.get(state.value, 0)) for state in (JobState.SUCCEEDED, JobState.FAILED)}
+        return {state.value: int(data.get(state.value, 0)) for state in FINISHED_STATES}
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Stop a queued or running job: its process group gets SIGTERM, then SIGKILL.
+
+        Returns the job's status (unchanged if it had finished already), None if unknown. The
+        outcome is recorded before the signal, so the job can never be reported anything else;
+        the registry is untouched unless the job was past its last step (adding its entry).
+        """
+        status = self.get(job_id)
+        if status is None or JobState(status["status"]).finished:
+            return status
+        pid = status.get("pid")
+        status = self.finish(
+            job_id,
+            JobState.CANCELLED,
+            step="cancelled",
+            error={"type": "Cancelled", "message": "cancelled by DELETE /train/{job_id}"},
+        )
+        if status["status"] == JobState.CANCELLED.value and pid:
+            _stop_group(int(pid))
+        return status
 
     # --- the child's side ------------------------------------------------------------------
-    def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
+    def update(self, job_id: str, *, final: bool = False, **fields: Any) -> dict[str, Any]:
+        """Change a job's status fields; a finished job's status is only changed by ``finish``."""
         path = self.job_dir(job_id) / "status.json"
         status = _read_json(path)
         if status is None:
             raise KeyError(job_id)
+        if JobState(status["status"]).finished and not final:
+            return status  # e.g. cancelled while its process was still reporting progress
         status.update(fields)
         _write_json(path, status)
         return status
@@ -279,7 +311,7 @@ class JobStore:
                 return status  # recorded already (e.g. by a reader that found the process dead)
             if state is JobState.SUCCEEDED:
                 fields.setdefault("progress", 1.0)
-            status = self.update(job_id, status=state.value, finished_at=utc_now(), **fields)
+            status = self.update(job_id, final=True, status=state.value, finished_at=utc_now(), **fields)
             counts = self.counts()
             counts[state.value] += 1
             _write_json(self.root / COUNTS_FILE, dict(counts))
@@ -313,6 +345,23 @@ class JobStore:
         finished.sort()
         for _, folder in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop_group(pid: int, grace_seconds: float = 5.0) -> None:
+    """SIGTERM the job's process group (its own session: the job and anything it started)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def default_command(root: Path, job_id: str) -> list[str]:
@@ -355,7 +404,10 @@ def run_job(store: JobStore, job_id: str, settings: VelocastSettings, *, lock_fd
 def _run(store: JobStore, job_id: str, settings: VelocastSettings) -> int:
     from velocast.training import run_training
 
-    store.update(job_id, status=JobState.RUNNING.value, started_at=utc_now(), pid=os.getpid())
+    status = store.update(job_id, status=JobState.RUNNING.value, started_at=utc_now(), pid=os.getpid())
+    if JobState(status["status"]).finished:
+        log.info("training job %s was %s before it started", job_id, status["status"])
+        return 0
     try:
         request = TrainingRequest.model_validate_json(
             (store.job_dir(job_id) / "request.json").read_text(encoding="utf-8")

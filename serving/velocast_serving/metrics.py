@@ -13,7 +13,7 @@ Families (prefix ``{settings.metrics_prefix}_serving_``, ``velocast_serving_`` b
 
 Training jobs (``velocast_serving.jobs``; the same value from every worker, read from the jobs'
 files at scrape time): ``{prefix}_training_jobs_total{status}`` (finished jobs, ``succeeded`` |
-``failed``) and ``{prefix}_training_job_running`` (1 while a job runs).
+``failed`` | ``cancelled``) and ``{prefix}_training_job_running`` (1 while a job runs).
 
 Several uvicorn workers: start the server with ``PROMETHEUS_MULTIPROC_DIR`` set to an empty,
 writable directory (created and emptied *before* the workers start, e.g. by the container's

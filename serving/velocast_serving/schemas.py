@@ -284,7 +284,7 @@ class TrainAccepted(BaseModel):
 
 class TrainJobStatus(BaseModel):
     job_id: str
-    status: str = Field(description="queued | running | succeeded | failed")
+    status: str = Field(description="queued | running | succeeded | failed | cancelled")
     step: str | None = Field(description="what the job is doing (or did last)")
     progress: float = Field(ge=0, le=1)
     submitted_at: datetime

@@ -23,6 +23,7 @@ PROTECTED = [
     ("POST", "/train", {"model_type": "hgb", "data_source": NO_BASELINE}, "admin", {202, 409}),
     ("GET", "/train", None, "admin", {200}),
     ("GET", "/train/0123456789abcdef0123456789abcdef", None, "admin", {404}),
+    ("DELETE", "/train/0123456789abcdef0123456789abcdef", None, "admin", {404}),
     ("POST", "/evaluate", {"model_type": "hgb", "data_source": NO_BASELINE}, "admin", {422}),
 ]
 OPEN = ["/health", "/ready", "/metrics", "/openapi.json"]

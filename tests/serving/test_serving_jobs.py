@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from velocast_serving.jobs import (
     KEEP_FINISHED,
@@ -79,7 +80,7 @@ def test_one_job_at_a_time_then_the_next_one_starts(store, request_, settings):
     assert store.current()["job_id"] == first["job_id"]
     assert store.lock_is_held()
 
-    wait_for(lambda: store.get(first["job_id"])["pid"] is not None)
+    wait_for(lambda: store.get(first["job_id"])["status"] == "running")
     running = store.get(first["job_id"])
     assert running["status"] == "running" and running["pid"] != os.getpid()
     kill(running)
@@ -87,13 +88,13 @@ def test_one_job_at_a_time_then_the_next_one_starts(store, request_, settings):
     wait_for(lambda: not store.lock_is_held())
     second = store.submit(request_, settings, command=SLEEP_WITH_PID)
     assert second["job_id"] != first["job_id"]
-    wait_for(lambda: store.get(second["job_id"])["pid"] is not None)
+    wait_for(lambda: store.get(second["job_id"])["status"] == "running")
     kill(store.get(second["job_id"]))
 
 
 def test_a_job_whose_process_died_is_reported_failed_once(store, request_, settings):
     started = store.submit(request_, settings, command=SLEEP_WITH_PID)
-    wait_for(lambda: store.get(started["job_id"])["pid"] is not None)
+    wait_for(lambda: store.get(started["job_id"])["status"] == "running")
     kill(store.get(started["job_id"]))
     wait_for(lambda: not store.lock_is_held())
 
@@ -104,7 +105,7 @@ def test_a_job_whose_process_died_is_reported_failed_once(store, request_, setti
     assert store.current() is None
     # Read again (by another worker, say): still one failure counted.
     store.get(started["job_id"])
-    assert store.counts() == {"succeeded": 0, "failed": 1}
+    assert store.counts() == {"succeeded": 0, "failed": 1, "cancelled": 0}
 
 
 def test_a_stale_running_status_of_an_older_job_is_not_trusted(store, request_, settings):
@@ -115,7 +116,7 @@ def test_a_stale_running_status_of_an_older_job_is_not_trusted(store, request_, 
     new = store.submit(request_, settings, command=SLEEP_WITH_PID)
     assert store.get(old["job_id"])["status"] == "failed"
     assert store.current()["job_id"] == new["job_id"]
-    wait_for(lambda: store.get(new["job_id"])["pid"] is not None)
+    wait_for(lambda: store.get(new["job_id"])["status"] == "running")
     kill(store.get(new["job_id"]))
 
 
@@ -159,7 +160,7 @@ def test_run_job_records_a_failure_with_its_reason(store, settings, local_stack,
     assert status["status"] == "failed" and status["started_at"] is not None
     assert status["error"]["type"] == "TrainingDataError"
     assert f"{source}/train_baseline.parquet does not exist" in status["error"]["message"]
-    assert store.counts() == {"succeeded": 0, "failed": 1}
+    assert store.counts() == {"succeeded": 0, "failed": 1, "cancelled": 0}
 
 
 def test_child_environment_carries_settings_changed_in_code(settings, monkeypatch):
@@ -175,3 +176,33 @@ def test_child_environment_carries_settings_changed_in_code(settings, monkeypatc
     code = "from velocast.settings import get_settings as g; s = g(); print(s.registry_object, s.bucket)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["tests/x/summary.json", changed.bucket]
+
+
+def test_cancel_stops_the_process_group_and_records_it(store, request_, settings):
+    started = store.submit(request_, settings, command=SLEEP_WITH_PID)
+    assert started["pid"] is not None  # known at once: a queued job can be cancelled too
+    wait_for(lambda: store.get(started["job_id"])["status"] == "running")
+    process = psutil.Process(started["pid"])
+
+    cancelled = store.cancel(started["job_id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["type"] == "Cancelled"
+    assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    wait_for(lambda: not store.lock_is_held())
+    # Recorded once; a later progress report of a dying process changes nothing.
+    store.update(started["job_id"], status="running", step="fit")
+    assert store.get(started["job_id"])["status"] == "cancelled"
+    assert store.counts() == {"succeeded": 0, "failed": 0, "cancelled": 1}
+    # Cancelling a finished job is a no-op that returns its status.
+    assert store.cancel(started["job_id"])["status"] == "cancelled"
+    assert store.cancel("0" * 32) is None
+
+
+def test_a_job_cancelled_before_it_starts_does_not_run(store, request_, settings, tmp_path):
+    """The runner checks the status first: a job cancelled while queued never trains."""
+    started = store.submit(request_, settings, command=python("pass"))
+    wait_for(lambda: not store.lock_is_held())
+    store.finish(started["job_id"], JobState.CANCELLED, error={"type": "Cancelled", "message": "x"})
+    assert run_job(store, started["job_id"], settings) == 0
+    status = store.get(started["job_id"])
+    assert status["status"] == "cancelled" and status["started_at"] is None

@@ -357,3 +357,29 @@ def test_jobs_run_outside_the_serving_process(train_kit: TrainKit, kit: Any) -> 
     assert root is not None
     pids = {json.loads((root / job["job_id"] / "status.json").read_text())["pid"] for job in jobs}
     assert pids and None not in pids and os.getpid() not in pids
+
+
+def test_cancel_a_running_training(train_kit: TrainKit, kit: Any) -> None:
+    client, admin = train_kit.client, kit.admin
+    registry = Registry(train_kit.settings)
+    generation = registry.generation()
+    body = {"hyperparams": FAST, "data_source": train_kit.data_source, "current_data": train_kit.current_rows}
+    job_id = client.post("/train", headers=admin, json=body).json()["job_id"]
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while client.get(f"/train/{job_id}", headers=admin).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    cancelled = client.delete(f"/train/{job_id}", headers=admin)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["error"]["type"] == "Cancelled"
+    assert client.get(f"/train/{job_id}", headers=admin).json()["status"] == "cancelled"
+    assert registry.generation() == generation  # stopped before it registered anything
+    # The lock went with the process: the next job starts (and is cancelled while queued).
+    queued = client.post("/train", headers=admin, json=body)
+    assert queued.status_code == 202, queued.text
+    assert client.delete(f"/train/{queued.json()['job_id']}", headers=admin).json()["status"] == "cancelled"
+    assert client.get("/train", headers=admin).json()["running"] is None
+    assert metric_value(client, "velocast_training_jobs_total", '{status="cancelled"}') == 2.0
+    # Deleting it again returns the recorded outcome.
+    assert client.delete(f"/train/{job_id}", headers=admin).json()["status"] == "cancelled"

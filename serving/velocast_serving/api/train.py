@@ -1,4 +1,4 @@
-"""``POST /train``, ``GET /train``, ``GET /train/{job_id}`` and ``POST /evaluate`` (admin).
+"""``POST /train``, ``GET /train``, ``GET|DELETE /train/{job_id}`` and ``POST /evaluate`` (admin).
 
 Training runs in a child process, one job at a time (``velocast_serving.jobs``): ``POST /train``
 validates the request, starts the job and answers 202 with its id; a second one while a job runs
@@ -91,6 +91,19 @@ def list_training_jobs(context: Context, _role: AdminRole) -> TrainJobList:
 )
 def training_job(job_id: str, context: Context, _role: AdminRole) -> TrainJobStatus:
     found = context.jobs.get(job_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
+    return TrainJobStatus.of(found)
+
+
+@router.delete(
+    "/train/{job_id}",
+    response_model=TrainJobStatus,
+    responses=_AUTH | {404: {"description": "no job with this id"}},
+)
+def cancel_training_job(job_id: str, context: Context, _role: AdminRole) -> TrainJobStatus:
+    """Stop a queued or running job (its process group); a finished job is returned unchanged."""
+    found = context.jobs.cancel(job_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
     return TrainJobStatus.of(found)
