@@ -123,6 +123,8 @@ def cmd_train(args: argparse.Namespace, settings: VelocastSettings | None = None
         )
         if value is not None
     }
+    if args.current_window is not None:
+        given["current_window"] = dict(zip(("start", "end"), args.current_window, strict=True))
     try:
         request = TrainingRequest(hyperparams=hyperparams, test_mode=args.test_mode, **given)
         current = None if args.current is None else read_source(Path(args.current))
@@ -215,8 +217,15 @@ def add_ml_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     train.add_argument(
         "--test-mode", action="store_true", help="smoke run on a sample; never a prod champion"
     )
-    train.add_argument(
+    current = train.add_mutually_exclusive_group()
+    current.add_argument(
         "--current", type=Path, help="recent actuals (raw or normalised file) for the sliding window"
+    )
+    current.add_argument(
+        "--current-window",
+        nargs=2,
+        metavar=("START", "END"),
+        help="recent actuals from the raw BigQuery table, [START, END) as ISO 8601 with an offset",
     )
     train.add_argument(
         "--test-fraction", type=float, help="share of the current window in test_current (0.2)"

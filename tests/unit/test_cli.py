@@ -42,3 +42,23 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["launch"])
     assert exit_info.value.code == 2
+
+
+def test_train_current_window_is_validated_before_any_data_is_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A naive start: refused with the field's name, exit status 2, nothing read or trained.
+    assert main(["train", "--current-window", "2024-01-01T00:00", "2024-01-08T00:00Z"]) == 2
+    error = json.loads(capsys.readouterr().out)
+    assert error["type"] == "ValidationError"
+    assert error["details"][0]["loc"] == ["current_window", "start"]
+    assert main(["train", "--current-window", "2024-02-01T00:00Z", "2024-01-01T00:00Z"]) == 2
+    assert "must be after start" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_train_takes_a_file_or_a_window_not_both() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["train", "--current", "x.parquet", "--current-window", "2024-01-01T00:00Z", "2024-01-08T00:00Z"]
+        )
+    assert exit_info.value.code == 2
