@@ -45,7 +45,7 @@ from velocast.normalize import normalize, read_source
 from velocast.settings import get_settings
 from velocast.storage import Storage
 from velocast.training import TrainingRequest, run_training
-from velocast.warehouse import Warehouse
+from velocast.warehouse import Warehouse, contract_frame
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
 ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex
@@ -96,9 +96,8 @@ def main() -> None:
         contract = load_contract(RAW_COUNTS)
         warehouse = Warehouse(settings)
         warehouse.ensure_table(contract)
-        rows = current.assign(ingestion_run_id="bench", ingested_at=pd.Timestamp.now(tz="UTC"))
-        for column in set(contract.column_names) - set(rows.columns):
-            rows[column] = None
+        now = pd.Timestamp.now(tz="UTC")
+        rows = contract_frame(current, contract, ingestion_run_id="bench", ingested_at=now)
         warehouse.load_frame(
             rows,
             contract,

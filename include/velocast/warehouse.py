@@ -55,6 +55,15 @@ def write_contract_parquet(frame: pd.DataFrame, contract: TableContract, path: P
     return path
 
 
+def contract_frame(frame: pd.DataFrame, contract: TableContract, **constants: Any) -> pd.DataFrame:
+    """``frame`` with the ``constants`` as columns and the contract's other missing columns null."""
+    rows = frame.assign(**constants)
+    for column in contract.column_names:
+        if column not in rows.columns:
+            rows[column] = None
+    return rows
+
+
 def bigquery_schema(contract: TableContract) -> list[bigquery.SchemaField]:
     return [
         bigquery.SchemaField(c.name, c.type, mode=c.mode, description=c.description) for c in contract.columns

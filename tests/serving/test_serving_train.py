@@ -28,7 +28,7 @@ from velocast.normalize import frame_to_json_lines
 from velocast.registry import Registry, storage_client
 from velocast.settings import VelocastSettings
 from velocast.storage import Storage
-from velocast.warehouse import Warehouse
+from velocast.warehouse import Warehouse, contract_frame
 
 pytestmark = [pytest.mark.stack]
 
@@ -55,9 +55,8 @@ def _load_raw_table(settings: VelocastSettings, frame: pd.DataFrame, unique: str
     contract = load_contract(RAW_COUNTS)
     warehouse = Warehouse(settings)
     warehouse.ensure_table(contract)  # creates the dataset too
-    rows = frame.assign(ingestion_run_id="test", ingested_at=pd.Timestamp.now(tz="UTC"))
-    for column in set(contract.column_names) - set(rows.columns):
-        rows[column] = None
+    now = pd.Timestamp.now(tz="UTC")
+    rows = contract_frame(frame, contract, ingestion_run_id="test", ingested_at=now)
     warehouse.load_frame(
         rows,
         contract,
