@@ -145,7 +145,11 @@ def main() -> None:
         print(f"in process: {in_process:.1f} s ({result.decision['decision']}, timings {result.timings})")
 
         print(f"POST /train answered in {answered * 1000:.0f} ms (202, job {job_id[:8]})")
-        print(f"through the sidecar: {via_job:.1f} s ({status['deployment_decision']['decision']})")
+        job_total = float(status["timings"]["total"])
+        print(
+            f"through the sidecar: {via_job:.1f} s ({status['deployment_decision']['decision']}, "
+            f"timings {status['timings']}; outside the training steps: {via_job - job_total:.1f} s)"
+        )
         overhead = via_job - in_process
         print(f"ratio sidecar job / in process: {via_job / in_process:.2f} (overhead {overhead:+.1f} s)")
         print(f"job process peak RSS (sampled every 0.2 s): {peak_child:.0f} MB")
