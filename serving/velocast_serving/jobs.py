@@ -291,8 +291,16 @@ class JobStore:
         return status
 
     # --- the child's side ------------------------------------------------------------------
-    def update(self, job_id: str, *, final: bool = False, **fields: Any) -> dict[str, Any]:
-        """Change a job's status fields; a finished job's status is only changed by ``finish``."""
+    def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Change a job's status fields; a finished job's status is only changed by ``finish``.
+
+        Under the same lock as ``finish``: a progress report racing a cancellation cannot
+        write "running" back over "cancelled".
+        """
+        with _flocked(self._status_lock):
+            return self._update(job_id, final=False, **fields)
+
+    def _update(self, job_id: str, *, final: bool, **fields: Any) -> dict[str, Any]:
         path = self.job_dir(job_id) / "status.json"
         status = _read_json(path)
         if status is None:
@@ -303,15 +311,19 @@ class JobStore:
         _write_json(path, status)
         return status
 
+    @property
+    def _status_lock(self) -> Path:
+        return self.root / f"{COUNTS_FILE}.lock"
+
     def finish(self, job_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
         """Record the outcome once, and count it."""
-        with _flocked(self.root / f"{COUNTS_FILE}.lock"):
+        with _flocked(self._status_lock):
             status = _read_json(self.job_dir(job_id) / "status.json")
             if status is not None and JobState(status["status"]).finished:
                 return status  # recorded already (e.g. by a reader that found the process dead)
             if state is JobState.SUCCEEDED:
                 fields.setdefault("progress", 1.0)
-            status = self.update(job_id, final=True, status=state.value, finished_at=utc_now(), **fields)
+            status = self._update(job_id, final=True, status=state.value, finished_at=utc_now(), **fields)
             counts = self.counts()
             counts[state.value] += 1
             _write_json(self.root / COUNTS_FILE, dict(counts))
