@@ -142,6 +142,14 @@ class Served:
     client: TestClient
 
 
+def cancel_running_job(client: TestClient) -> None:
+    """A training job a test started outlives the app (its own session): stop it with the test."""
+    jobs = client.app.state.context.jobs
+    running = jobs.current()
+    if running is not None:
+        jobs.cancel(running["job_id"])
+
+
 @pytest.fixture(scope="module")
 def module_settings(local_stack: LocalStack, settings: VelocastSettings) -> VelocastSettings:
     return serving_settings(settings)
@@ -162,6 +170,7 @@ def served(module_settings: VelocastSettings, artifacts: Artifacts) -> Iterator[
     registry = champion_registry(module_settings, artifacts)
     with TestClient(create_app(module_settings)) as client:
         yield Served(module_settings, registry, artifacts, client)
+        cancel_running_job(client)
 
 
 @pytest.fixture
@@ -184,6 +193,7 @@ def fresh_app(
 
     yield build
     for client in clients:
+        cancel_running_job(client)
         client.__exit__(None, None, None)
 
 
@@ -232,6 +242,7 @@ class Kit:
     normalised_record: Callable[[str, pd.Timestamp], dict[str, Any]]
     wait_for: Callable[..., bool]
     champion_registry: Callable[[VelocastSettings, Artifacts], Registry]
+    cancel_running_job: Callable[[TestClient], None]
 
 
 @pytest.fixture(scope="session")
@@ -247,4 +258,5 @@ def kit() -> Kit:
         normalised_record=_normalised_record,
         wait_for=_wait_for,
         champion_registry=champion_registry,
+        cancel_running_job=cancel_running_job,
     )

@@ -98,6 +98,7 @@ def train_kit(
             current_start=current["counted_at"].min(),
             current_end=current["counted_at"].max() + pd.Timedelta(hours=1),
         )
+        kit.cancel_running_job(client)
     Warehouse(own).drop_table(table_id)
     bucket = storage_client(own).bucket(own.bucket)
     for prefix in (own.registry_object, f"tests/train-{unique}/", f"tests/train/{unique}/"):
