@@ -182,8 +182,12 @@ class JobStore:
                 "result": None,
                 "error": None,
             }
+            # The current pointer first (atomically): a reader that sees the new status file must
+            # also see it as current, or it would take the starting job for a dead one.
+            current = self.root / f".{CURRENT_FILE}.{job_id}.tmp"
+            current.write_text(job_id, encoding="utf-8")
+            current.replace(self.root / CURRENT_FILE)
             _write_json(folder / "status.json", status)
-            (self.root / CURRENT_FILE).write_text(job_id, encoding="utf-8")
             argv = (command or default_command)(self.root, job_id)
             if command is None:
                 argv += ["--lock-fd", str(lock_fd)]

@@ -36,14 +36,20 @@ def python(code: str) -> Callable[[Path, str], list[str]]:
 
 
 SLEEP = python("import time; time.sleep(120)")
-# Writes its pid into the status, as the real runner does, then sleeps.
+# Marks itself running in its status as the real runner does (under the store's status lock,
+# written atomically), then sleeps.
 SLEEP_WITH_PID = python(
-    "import json, os, sys, time\n"
+    "import fcntl, json, os, sys, time\n"
     "from pathlib import Path\n"
-    "path = Path(sys.argv[1]) / sys.argv[2] / 'status.json'\n"
-    "status = json.loads(path.read_text())\n"
-    "status.update(status='running', pid=os.getpid())\n"
-    "path.write_text(json.dumps(status))\n"
+    "root = Path(sys.argv[1])\n"
+    "path = root / sys.argv[2] / 'status.json'\n"
+    "with open(root / 'counts.json.lock', 'a+') as lock:\n"
+    "    fcntl.flock(lock, fcntl.LOCK_EX)\n"
+    "    status = json.loads(path.read_text())\n"
+    "    status.update(status='running', pid=os.getpid())\n"
+    "    tmp = path.with_suffix('.tmp')\n"
+    "    tmp.write_text(json.dumps(status))\n"
+    "    tmp.replace(path)\n"
     "time.sleep(120)\n"
 )
 
