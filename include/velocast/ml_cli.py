@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace, settings: VelocastSettings | None = None
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings | None = None) -> int:
-    from velocast.baseline import load_baseline
+    from velocast.baseline import load_test_baseline
     from velocast.evaluation import FrameInfo, evaluate
     from velocast.models import load_model
     from velocast.tracking import Tracker
@@ -151,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings | None = N
         path = Path(model_uri)
         model = load_model(path) if path.is_file() else tracker.load_model(model_uri)
         progress("loading test_baseline", 0.4)
-        _, test = load_baseline(settings, args.data_source)
+        test = load_test_baseline(settings, args.data_source)
         progress(f"scoring on {len(test):,} rows", 0.6)
         metrics = evaluate(model, test)
     except _user_errors(ValueError) as error:

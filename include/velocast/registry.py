@@ -225,6 +225,19 @@ def _set_env_entries(doc: dict[str, Any], env: Environment, entries: Iterable[Re
     environment["models"] = [entry.to_dict() for entry in entries]
 
 
+def find_entry(
+    entries: Iterable[RegistryEntry], env: Environment, model_type: str, run_id: str
+) -> RegistryEntry:
+    """The entry of ``(model_type, run_id)``; ``UnknownRunError`` (with a hint) if there is none."""
+    entries = list(entries)
+    target = next((e for e in entries if e.key == (model_type, run_id)), None)
+    if target is None:
+        other_types = sorted({e.model_type for e in entries if e.run_id == run_id})
+        hint = f" (it is registered as model_type {other_types})" if other_types else ""
+        raise UnknownRunError(f"{env}: no {model_type!r} entry with run_id {run_id!r}{hint}")
+    return target
+
+
 def select_champion(
     entries: Iterable[RegistryEntry],
     model_type: str | None = None,
@@ -308,6 +321,11 @@ class Registry:
         """The entries of ``env``, in the order they were added."""
         return _env_entries(self.summary(), normalize_env(env))
 
+    def entry(self, env: str, model_type: str, run_id: str) -> RegistryEntry:
+        """The entry of ``(model_type, run_id)`` in ``env``; ``UnknownRunError`` if there is none."""
+        environment = normalize_env(env)
+        return find_entry(self.entries(environment), environment, model_type, run_id)
+
     def champion(self, env: str, model_type: str | None = None) -> RegistryEntry | None:
         """The entry to serve in ``env``: see ``select_champion``."""
         environment = normalize_env(env)
@@ -348,11 +366,7 @@ class Registry:
 
         def apply(doc: dict[str, Any]) -> tuple[PromotionResult, bool]:
             current = _env_entries(doc, environment)
-            target = next((e for e in current if e.key == (model_type, run_id)), None)
-            if target is None:
-                other_types = sorted({e.model_type for e in current if e.run_id == run_id})
-                hint = f" (it is registered as model_type {other_types})" if other_types else ""
-                raise UnknownRunError(f"{environment}: no {model_type!r} entry with run_id {run_id!r}{hint}")
+            target = find_entry(current, environment, model_type, run_id)
             if environment == "prod" and target.test_mode:
                 raise ChampionTestModeError(
                     f"prod: run {run_id!r} ({model_type!r}) was trained in test mode and can never "

@@ -505,14 +505,7 @@ def evaluate_registered(
                 "or give run_id"
             )
     else:
-        matches = [
-            candidate
-            for candidate in registry.entries(env)
-            if candidate.run_id == request.run_id and candidate.model_type == request.model_type
-        ]
-        if not matches:
-            raise UnknownRunError(f"{env} has no {request.model_type} entry with run_id {request.run_id!r}")
-        entry = matches[0]
+        entry = registry.entry(env, request.model_type, request.run_id)
     if load is None:
         from velocast.tracking import Tracker
 

@@ -90,10 +90,7 @@ def list_training_jobs(context: Context, _role: AdminRole) -> TrainJobList:
     responses=_AUTH | {404: {"description": "no job with this id (ids are 32 hex digits)"}},
 )
 def training_job(job_id: str, context: Context, _role: AdminRole) -> TrainJobStatus:
-    found = context.jobs.get(job_id)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
-    return TrainJobStatus.of(found)
+    return _job_status(job_id, context.jobs.get(job_id))
 
 
 @router.delete(
@@ -103,7 +100,10 @@ def training_job(job_id: str, context: Context, _role: AdminRole) -> TrainJobSta
 )
 def cancel_training_job(job_id: str, context: Context, _role: AdminRole) -> TrainJobStatus:
     """Stop a queued or running job (its process group); a finished job is returned unchanged."""
-    found = context.jobs.cancel(job_id)
+    return _job_status(job_id, context.jobs.cancel(job_id))
+
+
+def _job_status(job_id: str, found: dict[str, Any] | None) -> TrainJobStatus:
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
     return TrainJobStatus.of(found)
