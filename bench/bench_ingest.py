@@ -25,7 +25,7 @@ SCALES = {"30 days": 30, "13 months": 395}
 
 
 def _run_scale(days: int, queue: Any) -> None:
-    from velocast import ingestion
+    from velocast.ingest import steps as ingestion
     from velocast.settings import get_settings
 
     settings = get_settings()
@@ -62,8 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     scales = {f"{d} days": d for d in args.days} if args.days else SCALES
 
-    from velocast.localstack.airflow_env import airflow_environment
-    from velocast.localstack.stack import running_stack
+    from velocast.local.airflow_env import airflow_environment
+    from velocast.local.stack import running_stack
     from velocast.settings import get_settings
 
     settings = get_settings()

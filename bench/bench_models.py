@@ -3,7 +3,7 @@
 Train on 2023 (local Paris dates), test on 2024-01-01 → 2024-02-25: the only honest test for a
 forecaster (a random split leaks the days around each test hour into training). The data are the
 ``regine_nj`` parquet (101 counters, hourly, 2023-01 → 2024-02; see
-``shared/data/paris_bike_counts/SOURCES.md``), read through ``velocast.normalize``.
+``shared/data/paris_bike_counts/SOURCES.md``), read through ``velocast.data.normalize``.
 
 Each model runs in its own process, so the peak RSS is that model's (data + fit + predict):
 
@@ -57,7 +57,7 @@ ENTRIES: dict[str, tuple[str, dict[str, Any]] | None] = {
 
 def split(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalise the file and split it by local Paris date."""
-    from velocast.normalize import normalize, read_source
+    from velocast.data.normalize import normalize, read_source
 
     result = normalize(read_source(path))
     if not result.rejected.empty:
@@ -94,7 +94,7 @@ def _peak_rss_mb() -> float:
 
 
 def _run_model(name: str, workdir: str, queue: Any) -> None:
-    from velocast.models import build_model, load_model, model_size_mb
+    from velocast.ml.models import build_model, load_model, model_size_mb
 
     entry = ENTRIES[name]
     assert entry is not None

@@ -29,11 +29,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from velocast.evaluation import score
-from velocast.localstack.stack import running_stack, venv_executable
-from velocast.models import build_model
-from velocast.normalize import normalize, read_source
-from velocast.registry import DataWindow, EntryMetrics, Registry, RegistryEntry, SplitMetrics, storage_client
+from velocast.data.normalize import normalize, read_source
+from velocast.gcp.clients import storage_client
+from velocast.local.stack import running_stack, venv_executable
+from velocast.ml.evaluation import score
+from velocast.ml.models import build_model
+from velocast.ml.registry import DataWindow, EntryMetrics, Registry, RegistryEntry, SplitMetrics
 from velocast.settings import get_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"

@@ -36,16 +36,16 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from velocast_serving.main import create_app
 
-from velocast.baseline import BaselineLocation, create_baseline
 from velocast.contract import RAW_COUNTS, load_contract
-from velocast.localstack.airflow_env import airflow_environment
-from velocast.localstack.mlflow_server import MlflowServer
-from velocast.localstack.stack import running, running_stack
-from velocast.normalize import normalize, read_source
+from velocast.data.normalize import normalize, read_source
+from velocast.gcp.storage import Storage
+from velocast.gcp.warehouse import Warehouse, contract_frame
+from velocast.local.airflow_env import airflow_environment
+from velocast.local.mlflow_server import MlflowServer
+from velocast.local.stack import running, running_stack
+from velocast.ml.reference_data import BaselineLocation, create_baseline
+from velocast.ml.training import TrainingRequest, run_training
 from velocast.settings import get_settings
-from velocast.storage import Storage
-from velocast.training import TrainingRequest, run_training
-from velocast.warehouse import Warehouse, contract_frame
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
 ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex

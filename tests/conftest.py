@@ -39,9 +39,9 @@ os.environ.update(
 for _name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
     os.environ.pop(_name, None)
 
-from velocast.localstack.airflow_env import airflow_environment  # noqa: E402
-from velocast.localstack.mlflow_server import MlflowServer  # noqa: E402
-from velocast.localstack.stack import LocalStack, running, running_stack  # noqa: E402
+from velocast.local.airflow_env import airflow_environment  # noqa: E402
+from velocast.local.mlflow_server import MlflowServer  # noqa: E402
+from velocast.local.stack import LocalStack, running, running_stack  # noqa: E402
 from velocast.settings import VelocastSettings, get_settings  # noqa: E402
 
 os.environ.update(airflow_environment(get_settings()))

@@ -33,10 +33,10 @@ from typing import Any
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-from velocast import assets
+from velocast.ingest import assets
 from velocast.settings import get_settings
 
-# Task bodies import velocast.ingestion (pandas, the Google hooks) when they run, keeping the
+# Task bodies import velocast.ingest.steps (pandas, the Google hooks) when they run, keeping the
 # file quick to parse for the dag-processor.
 
 
@@ -64,27 +64,27 @@ def _run_id() -> str:
 def ingest_bike_counts() -> None:
     @task
     def ensure_tables() -> dict[str, str]:
-        from velocast import ingestion
+        from velocast.ingest import steps as ingestion
 
         return ingestion.ensure_tables(get_settings())
 
     @task
     def plan_window(logical_date: Any = None) -> dict[str, str]:
-        from velocast import ingestion
+        from velocast.ingest import steps as ingestion
 
         return ingestion.plan_window(logical_date, get_settings().ingest_trailing_days).to_xcom()
 
     @task
     def extract(window: dict[str, str]) -> dict[str, Any]:
-        from velocast import ingestion
-        from velocast.ingestion import IngestionWindow
+        from velocast.ingest import steps as ingestion
+        from velocast.ingest.steps import IngestionWindow
 
         return ingestion.extract(IngestionWindow.from_xcom(window), _run_id(), get_settings())
 
     @task
     def transform(window: dict[str, str], extracted: dict[str, Any]) -> dict[str, Any]:
-        from velocast import ingestion
-        from velocast.ingestion import IngestionWindow
+        from velocast.ingest import steps as ingestion
+        from velocast.ingest.steps import IngestionWindow
 
         settings = get_settings()
         target = IngestionWindow.from_xcom(window)
@@ -94,8 +94,8 @@ def ingest_bike_counts() -> None:
 
     @task(outlets=[assets.RAW_COUNTS, assets.QUARANTINE])
     def load(window: dict[str, str], transformed: dict[str, Any]) -> dict[str, Any]:
-        from velocast import ingestion
-        from velocast.ingestion import IngestionWindow, TransformOutcome
+        from velocast.ingest import steps as ingestion
+        from velocast.ingest.steps import IngestionWindow, TransformOutcome
 
         outcome = TransformOutcome(**transformed)
         return ingestion.load(IngestionWindow.from_xcom(window), outcome, _run_id(), get_settings())
@@ -104,8 +104,8 @@ def ingest_bike_counts() -> None:
     def report(
         window: dict[str, str], extracted: dict[str, Any], transformed: dict[str, Any], loaded: dict[str, Any]
     ) -> dict[str, Any]:
-        from velocast import ingestion
-        from velocast.ingestion import IngestionWindow, TransformOutcome
+        from velocast.ingest import steps as ingestion
+        from velocast.ingest.steps import IngestionWindow, TransformOutcome
 
         return ingestion.report(
             IngestionWindow.from_xcom(window),

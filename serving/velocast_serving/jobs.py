@@ -47,8 +47,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from velocast.ml.training import TrainingRequest
 from velocast.settings import VelocastSettings, get_settings
-from velocast.training import TrainingRequest
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ def run_job(store: JobStore, job_id: str, settings: VelocastSettings, *, lock_fd
 
 
 def _run(store: JobStore, job_id: str, settings: VelocastSettings) -> int:
-    from velocast.training import run_training
+    from velocast.ml.training import run_training
 
     status = store.update(job_id, status=JobState.RUNNING.value, started_at=utc_now(), pid=os.getpid())
     if JobState(status["status"]).finished:

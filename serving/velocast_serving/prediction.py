@@ -1,6 +1,6 @@
 """Validated records → the normalised frame the models take, with a reason for every refused row.
 
-Records of each shape are normalised together by ``velocast.normalize`` (so its column aliases
+Records of each shape are normalised together by ``velocast.data.normalize`` (so its column aliases
 resolve per shape even when a request mixes shapes), then put back in request order.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from velocast.normalize import normalize, records_to_frame
+from velocast.data.normalize import normalize, records_to_frame
 from velocast_serving.schemas import PredictionRecord, record_shape
 
 # Calendar features (holidays, school terms) only make sense for dates in this range.

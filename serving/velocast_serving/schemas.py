@@ -7,7 +7,7 @@ A prediction record comes in one of three shapes, told apart by its keys (see ``
 * ``v1``: a v1 export record (its values under ``fields``).
 
 Pydantic checks the structure and the JSON types (a precise 422 per field); the values themselves
-(dates, counts, coordinates) are read by ``velocast.normalize``, the same code as ingestion, so the
+(dates, counts, coordinates) are read by ``velocast.data.normalize``, the same code as ingestion, so the
 sidecar accepts exactly what the pipeline accepts. Keys a shape does not know are ignored: clients
 can post warehouse rows or API records as they are.
 """
@@ -28,9 +28,9 @@ from pydantic import (
     field_validator,
 )
 
-from velocast.models import MODEL_TYPES, UnknownModelTypeError
-from velocast.registry import Environment
-from velocast.training import EvaluationRequest, TrainingRequest
+from velocast.ml.models import MODEL_TYPES, UnknownModelTypeError
+from velocast.ml.registry import Environment
+from velocast.ml.training import EvaluationRequest, TrainingRequest
 
 RecordShape = Literal["normalised", "api", "v1"]
 
@@ -47,7 +47,7 @@ _RECORD_CONFIG: Final = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=T
 
 
 class NormalisedRecord(BaseModel):
-    """A row of the normalised frame (``velocast.normalize``): what the warehouse stores."""
+    """A row of the normalised frame (``velocast.data.normalize``): what the warehouse stores."""
 
     model_config = _RECORD_CONFIG
 

@@ -18,10 +18,10 @@ import pytest
 from airflow.timetables.base import TimeRestriction
 
 from velocast import contract
-from velocast.ingestion import plan_window
-from velocast.localstack.airflow_env import migrate_airflow_db
+from velocast.gcp.warehouse import Warehouse
+from velocast.ingest.steps import plan_window
+from velocast.local.airflow_env import migrate_airflow_db
 from velocast.settings import VelocastSettings, get_settings
-from velocast.warehouse import Warehouse
 
 pytestmark = [pytest.mark.airflow]
 
@@ -51,7 +51,7 @@ def dag(parsed_dag: Any, local_stack: Any) -> Any:
 @pytest.fixture(scope="module")
 def warehouse(dag: Any, settings: VelocastSettings) -> Warehouse:
     # The tables exist before the first run, as Terraform creates them in production.
-    from velocast.ingestion import ensure_tables
+    from velocast.ingest.steps import ensure_tables
 
     ensure_tables(settings)
     return Warehouse(settings)

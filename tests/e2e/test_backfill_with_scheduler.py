@@ -23,11 +23,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from velocast import contract
-from velocast.ingestion import plan_window
-from velocast.localstack.airflow_env import AirflowServices
-from velocast.localstack.stack import running
+from velocast.gcp.warehouse import Warehouse
+from velocast.ingest.steps import plan_window
+from velocast.local.airflow_env import AirflowServices
+from velocast.local.stack import running
 from velocast.settings import VelocastSettings
-from velocast.warehouse import Warehouse
 
 pytestmark = [pytest.mark.airflow, pytest.mark.e2e]
 

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from velocast import exporter
+from velocast.exporter import server as exporter
 from velocast.settings import VelocastSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,10 +24,11 @@ from pydantic import SecretStr
 from velocast_serving.main import create_app
 from velocast_serving.model_store import ModelStore
 
-from velocast.localstack.stack import LocalStack
-from velocast.models import VelocastModel, build_model
-from velocast.normalize import normalize, read_source
-from velocast.registry import Registry, RegistryEntry, storage_client
+from velocast.data.normalize import normalize, read_source
+from velocast.gcp.clients import storage_client
+from velocast.local.stack import LocalStack
+from velocast.ml.models import VelocastModel, build_model
+from velocast.ml.registry import Registry, RegistryEntry
 from velocast.settings import VelocastSettings
 
 SOURCE = (

@@ -11,8 +11,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from velocast.localstack.replay import default_data_path
-from velocast.localstack.stack import LocalStack
+from velocast.local.replay import default_data_path
+from velocast.local.stack import LocalStack
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
-from velocast.registry import (
+from velocast.ml.registry import (
     ChampionTestModeError,
     RegistryConflictError,
     RegistryError,

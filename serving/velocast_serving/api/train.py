@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 from google.api_core.exceptions import GoogleAPIError
 
-from velocast.baseline import BaselineError
-from velocast.models import ModelError
-from velocast.registry import UnknownRunError
-from velocast.training import TrainingDataError, evaluate_registered
+from velocast.ml.models import ModelError
+from velocast.ml.reference_data import BaselineError
+from velocast.ml.registry import UnknownRunError
+from velocast.ml.training import TrainingDataError, evaluate_registered
 from velocast_serving.api.admin import REGISTRY_ERRORS, registry_http_error
 from velocast_serving.auth import AdminRole
 from velocast_serving.context import Context

@@ -1,0 +1,450 @@
+"""The model registry: one JSON object (``summary.json``) in the project bucket.
+
+Format (``schema_version`` 1)::
+
+    {"schema_version": 1,
+     "environments": {"dev":  {"models": [entry, ...]},
+                      "prod": {"models": [entry, ...]}}}
+
+    entry = {"run_id", "model_uri", "model_type",
+             "metrics": {"test_baseline": {"r2", "rmse", "mae"}, "test_current": {...}},
+             "data_window": {"start", "end"}, "created_at" (ISO 8601, UTC),
+             "is_champion", "test_mode", "extra": {...}}
+
+Invariants, per environment: a ``(model_type, run_id)`` pair appears once; at most one champion
+per model type (``promote`` moves the flag); a ``test_mode`` entry (trained on a sample) is never
+a champion in ``prod``, neither by promotion nor by the no-champion fallback of ``champion()``.
+
+Concurrency: every change is a read-modify-write guarded by the object's generation. The write
+carries ``if_generation_match`` (0 when the object does not exist yet), so GCS refuses it with
+412 if anyone wrote in between; the change is then re-applied to a fresh read, after a jittered
+backoff, a bounded number of times. Two writers therefore never lose each other's entries.
+(gcp-storage-emulator ignores generation preconditions: locally this guard is a no-op, which
+the integration tests show and work around with an enforcing proxy.)
+
+Shared by Airflow and the serving sidecar: depends on google-cloud-storage and pydantic only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+import google.cloud.storage as gcs
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from velocast.gcp.clients import storage_client
+from velocast.settings import VelocastSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+Environment = Literal["dev", "prod"]
+ENVIRONMENTS: Final[tuple[Environment, ...]] = ("dev", "prod")
+
+T = TypeVar("T")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class RegistryError(Exception):
+    """Base class of the registry's errors."""
+
+
+class UnknownEnvironmentError(RegistryError, ValueError):
+    """An environment other than dev/prod."""
+
+
+class UnknownRunError(RegistryError, LookupError):
+    """No entry with this run id and model type in the environment."""
+
+
+class DuplicateEntryError(RegistryError, ValueError):
+    """A different entry with the same ``(model_type, run_id)`` is already registered."""
+
+
+class ChampionTestModeError(RegistryError):
+    """A ``test_mode`` entry was to become champion in ``prod``."""
+
+
+class RegistryConflictError(RegistryError):
+    """Concurrent writers kept winning: the update was not applied after the last attempt."""
+
+
+class RegistryFormatError(RegistryError):
+    """The stored object is not a registry this code understands (it is left untouched)."""
+
+
+def normalize_env(env: str) -> Environment:
+    """``"DEV"`` → ``"dev"``; anything but dev/prod raises ``UnknownEnvironmentError``."""
+    lowered = env.strip().lower() if isinstance(env, str) else env
+    if lowered not in ENVIRONMENTS:
+        raise UnknownEnvironmentError(f"unknown registry environment {env!r}: expected one of {ENVIRONMENTS}")
+    return lowered
+
+
+# --- entries -----------------------------------------------------------------------------------
+
+# Unknown fields are kept (extra="allow"): an older reader rewriting the file must not drop what
+# a newer writer added.
+_MODEL_CONFIG = ConfigDict(extra="allow", frozen=True)
+
+
+class SplitMetrics(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    r2: float | None
+    rmse: float | None
+    mae: float | None
+
+    @field_validator("r2", "rmse", "mae", mode="after")
+    @classmethod
+    def _nan_is_null(cls, value: float | None) -> float | None:
+        # Strict JSON has no NaN; an undefined metric is stored as null.
+        return None if value is None or math.isnan(value) else value
+
+
+class EntryMetrics(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    test_baseline: SplitMetrics
+    test_current: SplitMetrics
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Naive datetimes are refused (their zone is a guess); aware ones are stored in UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class DataWindow(BaseModel):
+    """The time span of the rows the model was trained on."""
+
+    model_config = _MODEL_CONFIG
+
+    start: UtcDatetime
+    end: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataWindow:
+        if self.end < self.start:
+            raise ValueError(f"data_window ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistryEntry(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    run_id: str = Field(min_length=1)
+    model_uri: str = Field(min_length=1)
+    model_type: str = Field(min_length=1)
+    metrics: EntryMetrics
+    data_window: DataWindow
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+    is_champion: bool = False
+    test_mode: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model_type, self.run_id)
+
+    @property
+    def r2_current(self) -> float | None:
+        return self.metrics.test_current.r2
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: JSON types only, datetimes as ISO 8601 UTC (``...Z``)."""
+        return self.model_dump(mode="json")
+
+
+class PromotionStatus(StrEnum):
+    PROMOTED = "promoted"
+    ALREADY_CHAMPION = "already_champion"
+
+
+class PromotionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: PromotionStatus
+    message: str
+    champion: RegistryEntry
+    # The entry that lost the flag, as stored after the change (is_champion False); None if none.
+    previous_champion: RegistryEntry | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --- pure document operations ------------------------------------------------------------------
+
+
+def empty_summary() -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "environments": {env: {"models": []} for env in ENVIRONMENTS}}
+
+
+def _check_format(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("environments", {}), dict):
+        raise RegistryFormatError("the registry object is not a JSON object with an 'environments' object")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RegistryFormatError(f"registry schema_version {version!r} is not supported (expected 1)")
+    return doc
+
+
+def _env_entries(doc: dict[str, Any], env: Environment) -> list[RegistryEntry]:
+    models = doc.get("environments", {}).get(env, {}).get("models", [])
+    return [RegistryEntry.model_validate(item) for item in models]
+
+
+def _set_env_entries(doc: dict[str, Any], env: Environment, entries: Iterable[RegistryEntry]) -> None:
+    environment = doc.setdefault("environments", {}).setdefault(env, {})
+    environment["models"] = [entry.to_dict() for entry in entries]
+
+
+def find_entry(
+    entries: Iterable[RegistryEntry], env: Environment, model_type: str, run_id: str
+) -> RegistryEntry:
+    """The entry of ``(model_type, run_id)``; ``UnknownRunError`` (with a hint) if there is none."""
+    entries = list(entries)
+    target = next((e for e in entries if e.key == (model_type, run_id)), None)
+    if target is None:
+        other_types = sorted({e.model_type for e in entries if e.run_id == run_id})
+        hint = f" (it is registered as model_type {other_types})" if other_types else ""
+        raise UnknownRunError(f"{env}: no {model_type!r} entry with run_id {run_id!r}{hint}")
+    return target
+
+
+def select_champion(
+    entries: Iterable[RegistryEntry],
+    model_type: str | None = None,
+    *,
+    allow_test_mode: bool = True,
+) -> RegistryEntry | None:
+    """The entry to serve: the champion if any, else the best R² on test_current.
+
+    Without ``model_type`` there can be one champion per type: the best of them (by test_current
+    R²) wins. Ties and undefined R² go to the most recent entry. With ``allow_test_mode=False``
+    (prod), test-mode entries are never chosen.
+    """
+    candidates = [
+        entry
+        for entry in entries
+        if (model_type is None or entry.model_type == model_type) and (allow_test_mode or not entry.test_mode)
+    ]
+    champions = [entry for entry in candidates if entry.is_champion]
+    pool = champions or candidates
+    if not pool:
+        return None
+
+    def rank(entry: RegistryEntry) -> tuple[bool, float, datetime]:
+        r2 = entry.r2_current
+        return (r2 is not None, r2 if r2 is not None else -math.inf, entry.created_at)
+
+    return max(pool, key=rank)
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+class Registry:
+    """``summary.json`` at ``gs://{settings.bucket}/{settings.registry_object}``."""
+
+    def __init__(
+        self,
+        settings: VelocastSettings,
+        client: gcs.Client | None = None,
+        *,
+        max_attempts: int = 10,
+        backoff_seconds: float = 0.05,
+        max_backoff_seconds: float = 2.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.settings = settings
+        self.client = client if client is not None else storage_client(settings)
+        self.bucket = self.client.bucket(settings.bucket)
+        self.object_name = settings.registry_object
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.settings.bucket}/{self.object_name}"
+
+    # --- reads -------------------------------------------------------------------------------
+    def generation(self) -> int:
+        """The object's current generation (0 if absent): a cheap "has anything changed?" probe."""
+        metadata = self.bucket.get_blob(self.object_name)
+        return 0 if metadata is None else int(metadata.generation)
+
+    def summary(self) -> dict[str, Any]:
+        """The raw document (an empty registry if the object does not exist yet)."""
+        return self._with_retries(lambda: self._read()[0], "read")
+
+    def entries(self, env: str) -> list[RegistryEntry]:
+        """The entries of ``env``, in the order they were added."""
+        return _env_entries(self.summary(), normalize_env(env))
+
+    def entry(self, env: str, model_type: str, run_id: str) -> RegistryEntry:
+        """The entry of ``(model_type, run_id)`` in ``env``; ``UnknownRunError`` if there is none."""
+        environment = normalize_env(env)
+        return find_entry(self.entries(environment), environment, model_type, run_id)
+
+    def champion(self, env: str, model_type: str | None = None) -> RegistryEntry | None:
+        """The entry to serve in ``env``: see ``select_champion``."""
+        environment = normalize_env(env)
+        return select_champion(self.entries(environment), model_type, allow_test_mode=environment != "prod")
+
+    # --- writes ------------------------------------------------------------------------------
+    def add_entry(self, env: str, entry: RegistryEntry | Mapping[str, Any]) -> RegistryEntry:
+        """Register a trained model; idempotent for an identical entry (a retried call).
+
+        Entries are added as non-champions: ``promote`` is the only way to move the flag, so that
+        the one-champion invariant and the test-mode rule live in one place.
+        """
+        environment = normalize_env(env)
+        new = entry if isinstance(entry, RegistryEntry) else RegistryEntry.model_validate(dict(entry))
+        if new.is_champion:
+            raise ValueError(f"run {new.run_id!r}: add the entry with is_champion=False, then promote() it")
+
+        def apply(doc: dict[str, Any]) -> tuple[RegistryEntry, bool]:
+            current = _env_entries(doc, environment)
+            for existing in current:
+                if existing.key != new.key:
+                    continue
+                # Champion status may have moved since; compare the rest.
+                if existing.model_copy(update={"is_champion": False}).to_dict() == new.to_dict():
+                    return existing, False
+                raise DuplicateEntryError(
+                    f"{environment}: a different entry for model_type {new.model_type!r} and "
+                    f"run_id {new.run_id!r} is already registered"
+                )
+            _set_env_entries(doc, environment, [*current, new])
+            return new, True
+
+        return self._update(apply)
+
+    def promote(self, env: str, model_type: str, run_id: str) -> PromotionResult:
+        """Make ``run_id`` the champion of ``model_type`` in ``env`` (and only it)."""
+        environment = normalize_env(env)
+
+        def apply(doc: dict[str, Any]) -> tuple[PromotionResult, bool]:
+            current = _env_entries(doc, environment)
+            target = find_entry(current, environment, model_type, run_id)
+            if environment == "prod" and target.test_mode:
+                raise ChampionTestModeError(
+                    f"prod: run {run_id!r} ({model_type!r}) was trained in test mode and can never "
+                    "become a prod champion"
+                )
+            if target.is_champion and not any(
+                e.is_champion and e.model_type == model_type and e.run_id != run_id for e in current
+            ):
+                message = f"{environment}: {model_type!r} run {run_id!r} is already the champion"
+                return PromotionResult(
+                    status=PromotionStatus.ALREADY_CHAMPION,
+                    message=message,
+                    champion=target,
+                    previous_champion=None,
+                ), False
+            promoted = target.model_copy(update={"is_champion": True})
+            updated: list[RegistryEntry] = []
+            demoted: list[RegistryEntry] = []
+            for entry in current:
+                if entry.key == target.key:
+                    updated.append(promoted)
+                elif entry.model_type == model_type and entry.is_champion:
+                    demoted.append(entry.model_copy(update={"is_champion": False}))
+                    updated.append(demoted[-1])
+                else:
+                    updated.append(entry)
+            _set_env_entries(doc, environment, updated)
+            previous = demoted[0] if demoted else None
+            replaced = f", replacing run {previous.run_id!r}" if previous is not None else ""
+            message = f"{environment}: {model_type!r} run {run_id!r} is now the champion{replaced}"
+            return PromotionResult(
+                status=PromotionStatus.PROMOTED,
+                message=message,
+                champion=promoted,
+                previous_champion=previous,
+            ), True
+
+        result = self._update(apply)
+        log.info("%s", result.message)
+        return result
+
+    # --- storage -----------------------------------------------------------------------------
+    def _read(self) -> tuple[dict[str, Any], int]:
+        """The document and its generation (0: the object does not exist)."""
+        metadata = self.bucket.get_blob(self.object_name)
+        if metadata is None:
+            return empty_summary(), 0
+        generation = int(metadata.generation)
+        # A fresh blob (no media link) and the generation as a precondition: the bytes are those
+        # of the generation the write will be conditioned on, or GCS answers 412 and we retry.
+        data = self.bucket.blob(self.object_name).download_as_bytes(if_generation_match=generation)
+        try:
+            doc = json.loads(data)
+        except json.JSONDecodeError as error:
+            raise RegistryFormatError(f"{self.uri} is not valid JSON: {error}") from error
+        return _check_format(doc), generation
+
+    def _update(self, apply: Callable[[dict[str, Any]], tuple[T, bool]]) -> T:
+        """Read, ``apply`` (which mutates the document and says whether it changed), write if so.
+
+        ``apply`` must be deterministic from the document: it runs again on every retry.
+        """
+
+        def attempt() -> T:
+            doc, generation = self._read()
+            result, changed = apply(doc)
+            if changed:
+                payload = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False)
+                # With a generation precondition the client library may also retry transient
+                # errors of the upload safely.
+                self.bucket.blob(self.object_name).upload_from_string(
+                    payload, content_type="application/json", if_generation_match=generation
+                )
+            return result
+
+        return self._with_retries(attempt, "update")
+
+    def _with_retries(self, operation: Callable[[], T], what: str) -> T:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return operation()
+            # NotFound: the object was deleted between the metadata read and the download.
+            except (PreconditionFailed, NotFound) as error:
+                if attempt == self.max_attempts:
+                    raise RegistryConflictError(
+                        f"{what} of {self.uri} kept conflicting with concurrent writers "
+                        f"({self.max_attempts} attempts): {error}"
+                    ) from error
+                delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+                # Full jitter: writers that collided do not collide again in lockstep.
+                time.sleep(random.uniform(0, delay))
+        raise AssertionError("unreachable")  # pragma: no cover

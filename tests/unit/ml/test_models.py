@@ -1,0 +1,251 @@
+"""models: hyper-parameter allow-lists, fit/predict on a real slice, save/load, unseen counters."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from velocast.data.normalize import normalize
+from velocast.ml.models import (
+    DEFAULT_MODEL_TYPE,
+    MODEL_TYPES,
+    HistGradientBoostingModel,
+    InvalidHyperparametersError,
+    ModelError,
+    RandomForestModel,
+    UnknownModelTypeError,
+    build_model,
+    default_hyperparams,
+    hyperparams_json_schema,
+    load_model,
+    validate_hyperparams,
+)
+
+PARQUET = Path("regine_nj_projetvelo") / "dataset_projet_velo.parquet"
+COUNTERS = [
+    "100003096-353242251",
+    "100003098-101003098",
+    "100006300-101006300",
+    "100007049-101007049",
+    "100007049-102007049",
+]
+UNSEEN = "100036718-103036718"  # a real counter the models are not trained on
+START = pd.Timestamp("2023-02-06", tz="Europe/Paris")  # a Monday; 6 weeks, no clock change
+TEST_START = START + pd.Timedelta(weeks=5)
+END = START + pd.Timedelta(weeks=6)
+# Small but real settings, so each fit stays well under a second or two.
+FAST: dict[str, dict[str, Any]] = {"rf": {"n_estimators": 10}, "hgb": {"max_iter": 60}}
+
+
+def rows(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    selected: pd.DataFrame = frame.loc[mask].reset_index(drop=True)
+    return selected
+
+
+@pytest.fixture(scope="module")
+def slice_frame(shared_data: Path) -> pd.DataFrame:
+    """5 (+1 unseen) counters × 6 weeks of real counts, normalised."""
+    raw = pd.read_parquet(
+        shared_data / PARQUET,
+        filters=[
+            ("id_compteur", "in", [*COUNTERS, UNSEEN]),
+            ("annee_comptage", "=", 2023),
+            ("mois_comptage", "in", [2, 3]),
+        ],
+    )
+    frame = normalize(raw).frame
+    local = frame["counted_at"].dt.tz_convert("Europe/Paris")
+    return rows(frame, (local >= START) & (local < END))
+
+
+@pytest.fixture(scope="module")
+def train(slice_frame: pd.DataFrame) -> pd.DataFrame:
+    local = slice_frame["counted_at"].dt.tz_convert("Europe/Paris")
+    return rows(slice_frame, (local < TEST_START) & (slice_frame["counter_id"] != UNSEEN))
+
+
+@pytest.fixture(scope="module")
+def test_frame(slice_frame: pd.DataFrame) -> pd.DataFrame:
+    local = slice_frame["counted_at"].dt.tz_convert("Europe/Paris")
+    return rows(slice_frame, local >= TEST_START)
+
+
+def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(1 - ((actual - predicted) ** 2).sum() / ((actual - actual.mean()) ** 2).sum())
+
+
+# --- model types and hyper-parameters ----------------------------------------------------------
+
+
+def test_types_and_default() -> None:
+    assert set(MODEL_TYPES) == {"rf", "hgb"}
+    assert DEFAULT_MODEL_TYPE == "hgb"
+    assert isinstance(build_model(), HistGradientBoostingModel)
+    assert isinstance(build_model("rf"), RandomForestModel)
+
+
+def test_unknown_model_type_raises() -> None:
+    with pytest.raises(
+        UnknownModelTypeError, match=r"unknown model type 'xgb'; known types: hgb, rf"
+    ) as info:
+        build_model("xgb")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(UnknownModelTypeError):
+        validate_hyperparams("", {})
+
+
+def test_rf_defaults_are_the_original_model() -> None:
+    params = default_hyperparams("rf")
+    assert (params["n_estimators"], params["max_depth"]) == (50, 20)
+    assert build_model("rf", {"max_depth": None}).hyperparams["max_depth"] is None
+
+
+def test_hgb_defaults_fill_in_and_schema_is_exposed() -> None:
+    params = validate_hyperparams("hgb", {"learning_rate": 0.05})
+    assert params["learning_rate"] == 0.05
+    assert params["loss"] == "squared_error" and params["max_iter"] == 150
+    assert "learning_rate" in hyperparams_json_schema("hgb")["properties"]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "hyperparams", "fragments"),
+    [
+        ("rf", {"n_trees": 10}, ["n_trees: unknown hyperparameter", "allowed: n_estimators"]),
+        ("rf", {"n_estimators": 0}, ["n_estimators: Input should be greater than or equal to 1 (got 0)"]),
+        ("rf", {"n_estimators": True}, ["n_estimators: Input should be a valid integer (got True)"]),
+        ("rf", {"n_estimators": 10.0}, ["n_estimators: Input should be a valid integer"]),
+        ("rf", {"max_depth": 0}, ["max_depth"]),
+        ("rf", {"max_features": 1.5}, ["max_features: Input should be less than or equal to 1"]),
+        ("rf", {"n_jobs": -2}, ["n_jobs: Input should be greater than or equal to -1"]),
+        ("rf", {"n_jobs": 0}, ["n_jobs: Value error, n_jobs is -1 (every core) or a number of workers"]),
+        ("hgb", {"learning_rate": 0}, ["learning_rate: Input should be greater than 0 (got 0)"]),
+        ("hgb", {"learning_rate": "0.1"}, ["learning_rate: Input should be a valid number (got '0.1')"]),
+        ("hgb", {"learning_rate": float("nan")}, ["learning_rate"]),
+        ("hgb", {"loss": "absolute_error"}, ["loss: Input should be 'squared_error' or 'poisson'"]),
+        ("hgb", {"max_iter": 10_000}, ["max_iter: Input should be less than or equal to 5000"]),
+        ("hgb", {"level_window_days": -1}, ["level_window_days"]),
+        ("hgb", {"recency_half_life_days": 0}, ["recency_half_life_days"]),
+        ("hgb", {"n_estimators": 50}, ["n_estimators: unknown hyperparameter"]),
+        ("hgb", ["max_iter", 10], ["(root): expected an object, got list"]),
+    ],
+)
+def test_bad_hyperparams_are_refused_precisely(
+    model_type: str, hyperparams: Any, fragments: list[str]
+) -> None:
+    with pytest.raises(InvalidHyperparametersError) as info:
+        build_model(model_type, hyperparams)
+    error = info.value
+    assert isinstance(error, ValueError)
+    assert error.model_type == model_type
+    message = str(error)
+    assert message.startswith(f"invalid hyperparameters for model type {model_type!r}: ")
+    for fragment in fragments:
+        assert fragment in message
+    assert error.errors and all({"name", "message"} <= set(problem) for problem in error.errors)
+
+
+def test_every_problem_is_listed() -> None:
+    with pytest.raises(InvalidHyperparametersError) as info:
+        validate_hyperparams("hgb", {"max_iter": 0, "learning_rate": 2, "foo": 1})
+    assert sorted(problem["name"] for problem in info.value.errors) == ["foo", "learning_rate", "max_iter"]
+
+
+# --- fit / predict on real data ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_fit_predict_on_a_real_slice(model_type: str, train: pd.DataFrame, test_frame: pd.DataFrame) -> None:
+    seen = test_frame[test_frame["counter_id"] != UNSEEN]
+    assert train["counter_id"].nunique() == 5 and len(train) > 4000
+    model = build_model(model_type, FAST[model_type])
+    started = time.perf_counter()
+    model.fit(train)
+    predicted = model.predict(seen)
+    assert time.perf_counter() - started < 10
+    assert predicted.shape == (len(seen),)
+    assert predicted.dtype == np.float64
+    assert np.isfinite(predicted).all() and (predicted >= 0).all()
+    # The daily and weekly profile is learnt: far better than the mean.
+    assert r2(seen["hourly_count"].to_numpy(dtype=float), predicted) > 0.6
+    assert model.training_summary is not None and model.training_summary.counters == 5
+    assert model.training_summary.rows == len(train)
+    assert len(model.feature_names) == (len(COUNTERS) if model_type == "rf" else 1) + 12
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_save_load_round_trip(
+    model_type: str, train: pd.DataFrame, test_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    model = build_model(model_type, FAST[model_type]).fit(train)
+    path = model.save(tmp_path / "nested" / f"{model_type}.joblib")
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.model_type == model_type
+    assert loaded.hyperparams == model.hyperparams
+    assert loaded.feature_names == model.feature_names
+    np.testing.assert_array_equal(loaded.predict(test_frame), model.predict(test_frame))
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_unseen_counters_are_predicted_and_reported(
+    model_type: str, train: pd.DataFrame, test_frame: pd.DataFrame
+) -> None:
+    model = build_model(model_type, FAST[model_type]).fit(train)
+    report = model.predict_with_report(test_frame)
+    unseen_rows = int((test_frame["counter_id"] == UNSEEN).sum())
+    assert unseen_rows > 0
+    assert report.unseen_counters == (UNSEEN,)
+    assert report.unseen_counter_rows == unseen_rows
+    assert report.values.shape == (len(test_frame),)
+    assert (report.values >= 0).all() and np.isfinite(report.values).all()
+    # The rows of known counters do not depend on the unseen ones being there.
+    known = (test_frame["counter_id"] != UNSEEN).to_numpy()
+    np.testing.assert_allclose(report.values[known], model.predict(test_frame[known]))
+
+
+def test_level_factor_follows_a_counter_that_broke_down(
+    train: pd.DataFrame, test_frame: pd.DataFrame
+) -> None:
+    # The first counter reads 0 during the last week of training, as when a sensor fails.
+    broken = train.copy()
+    last_week = broken["counted_at"] >= broken["counted_at"].max() - pd.Timedelta(days=7)
+    broken.loc[last_week & (broken["counter_id"] == COUNTERS[0]), "hourly_count"] = 0
+    target = test_frame[test_frame["counter_id"] == COUNTERS[0]]
+    with_level = build_model("hgb", {**FAST["hgb"], "level_window_days": 7}).fit(broken)
+    without = build_model("hgb", {**FAST["hgb"], "level_window_days": 0}).fit(broken)
+    assert with_level.predict(target).mean() < 0.2 * without.predict(target).mean()
+
+
+def test_rows_without_a_count_are_not_trained_on(train: pd.DataFrame) -> None:
+    holes = train.copy()
+    holes.loc[holes.index[::2], "hourly_count"] = pd.NA
+    model = build_model("hgb", FAST["hgb"]).fit(holes)
+    assert model.training_summary is not None
+    assert model.training_summary.rows == len(train) - len(train.index[::2])
+
+
+def test_errors_of_use(train: pd.DataFrame, tmp_path: Path) -> None:
+    model = build_model("hgb")
+    with pytest.raises(ModelError, match="not fitted"):
+        model.predict(train)
+    with pytest.raises(ModelError, match="not fitted"):
+        model.save(tmp_path / "m.joblib")
+    with pytest.raises(ModelError, match="no row"):
+        model.fit(train.assign(hourly_count=pd.array([pd.NA] * len(train), dtype="Int64")))
+    with pytest.raises(ModelError, match="hourly_count"):
+        model.fit(train.drop(columns="hourly_count"))
+    import joblib
+
+    joblib.dump({"something": "else"}, tmp_path / "other.joblib")
+    with pytest.raises(ModelError, match="not a velocast model file"):
+        load_model(tmp_path / "other.joblib")
+
+
+def test_empty_prediction(train: pd.DataFrame) -> None:
+    model = build_model("hgb", FAST["hgb"]).fit(train)
+    assert model.predict(train.iloc[:0]).shape == (0,)

@@ -1,0 +1,206 @@
+"""TrainingRequest: every invalid field is refused with an error that names it and says why; the
+training modules never import Airflow (the serving sidecar imports them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from velocast.ml.models import DEFAULT_MODEL_TYPE, default_hyperparams
+from velocast.ml.tracking import champion_alias, parse_model_uri
+from velocast.ml.training import TEST_MODE_TRAIN_DAYS, TrainingDataError, TrainingRequest, training_frames
+
+
+def errors_of(**fields: Any) -> list[ErrorDetails]:
+    with pytest.raises(ValidationError) as caught:
+        TrainingRequest(**fields)
+    return caught.value.errors(include_url=False)
+
+
+def test_defaults_are_complete() -> None:
+    request = TrainingRequest()
+    assert request.model_type == DEFAULT_MODEL_TYPE
+    assert request.env == "dev"
+    assert request.test_mode is False
+    assert request.data_source is None
+    assert request.current_data is None
+    assert request.test_fraction == pytest.approx(0.2)
+    # Completed with the type's defaults: what the run logs is every value the model used.
+    assert request.hyperparams == default_hyperparams(DEFAULT_MODEL_TYPE)
+
+
+def test_hyperparams_are_completed_with_defaults() -> None:
+    request = TrainingRequest(model_type="rf", hyperparams={"n_estimators": 10})
+    assert request.hyperparams == default_hyperparams("rf") | {"n_estimators": 10}
+
+
+def test_unknown_model_type() -> None:
+    [error] = errors_of(model_type="xgboost")
+    assert error["loc"] == ("model_type",)
+    assert error["type"] == "unknown_model_type"
+    assert "'xgboost'" in error["msg"]
+    assert "hgb" in error["msg"] and "rf" in error["msg"]
+
+
+def test_unknown_model_type_does_not_also_blame_the_hyperparams() -> None:
+    errors = errors_of(model_type="xgboost", hyperparams={"n_estimators": 10})
+    assert [error["loc"] for error in errors] == [("model_type",)]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "hyperparams", "name", "fragment"),
+    [
+        ("hgb", {"n_estimators": 10}, "n_estimators", "unknown hyperparameter"),
+        ("hgb", {"learning_rate": 0}, "learning_rate", "greater than 0"),
+        ("hgb", {"max_iter": "100"}, "max_iter", "valid integer"),
+        ("hgb", {"loss": "huber"}, "loss", "squared_error"),
+        ("rf", {"n_jobs": 0}, "n_jobs", "not 0"),
+        ("rf", {"max_features": 1.5}, "max_features", "less than or equal to 1"),
+        ("rf", {"max_depth": True}, "max_depth", "valid integer"),
+    ],
+)
+def test_bad_hyperparams_name_the_parameter(
+    model_type: str, hyperparams: dict[str, Any], name: str, fragment: str
+) -> None:
+    [error] = errors_of(model_type=model_type, hyperparams=hyperparams)
+    assert error["loc"] == ("hyperparams",)
+    assert error["type"] == "invalid_hyperparameters"
+    assert f"{name}:" in error["msg"]
+    assert fragment in error["msg"]
+    assert f"model type {model_type!r}" in error["msg"]
+
+
+def test_several_bad_hyperparams_are_all_reported() -> None:
+    [error] = errors_of(hyperparams={"max_iter": 0, "typo": 1})
+    assert "max_iter:" in error["msg"] and "typo:" in error["msg"]
+
+
+def test_hyperparams_must_be_an_object() -> None:
+    [error] = errors_of(hyperparams=[1, 2])
+    assert error["loc"] == ("hyperparams",)
+
+
+@pytest.mark.parametrize("env", ["DEV", " Prod ", "prod", "dev"])
+def test_env_is_case_insensitive(env: str) -> None:
+    assert TrainingRequest(env=env).env == env.strip().lower()
+
+
+@pytest.mark.parametrize("env", ["local", "staging", "", 1])
+def test_bad_env(env: Any) -> None:
+    [error] = errors_of(env=env)
+    assert error["loc"] == ("env",)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, float("nan")])
+def test_test_fraction_is_strictly_between_0_and_1(fraction: float) -> None:
+    [error] = errors_of(test_fraction=fraction)
+    assert error["loc"] == ("test_fraction",)
+
+
+def test_test_mode_is_a_real_boolean() -> None:
+    assert TrainingRequest(test_mode=True).test_mode is True
+    [error] = errors_of(test_mode="yes")
+    assert error["loc"] == ("test_mode",)
+
+
+@pytest.mark.parametrize("source", ["/etc/passwd", "s3://bucket/data", "gs://", "gs://UPPER/data"])
+def test_data_source_is_a_gs_prefix(source: str) -> None:
+    [error] = errors_of(data_source=source)
+    assert error["loc"] == ("data_source",)
+    assert "gs://<bucket>/<prefix>" in error["msg"]
+
+
+def test_data_source_accepts_a_gs_prefix() -> None:
+    assert TrainingRequest(data_source="gs://velocast-local/data").data_source == "gs://velocast-local/data"
+
+
+def test_current_data_is_rows_and_not_empty() -> None:
+    rows = [{"counter_id": "a", "counted_at": "2024-01-01T00:00:00Z", "hourly_count": 3}]
+    assert TrainingRequest(current_data=rows).current_data == rows
+    [error] = errors_of(current_data=[])
+    assert error["loc"] == ("current_data",)
+    assert errors_of(current_data=["not a row"])[0]["loc"][0] == "current_data"
+
+
+def test_unknown_fields_are_refused() -> None:
+    [error] = errors_of(model="hgb")
+    assert error["type"] == "extra_forbidden"
+
+
+# --- the pieces of run_training that need no services -----------------------------------------
+
+
+def frame(start: str, hours: int, counters: tuple[str, ...] = ("a", "b")) -> pd.DataFrame:
+    times = pd.date_range(start, periods=hours, freq="h", tz="UTC")
+    return pd.DataFrame(
+        [{"counter_id": c, "counted_at": t, "hourly_count": 1} for t in times for c in counters]
+    )
+
+
+def test_sliding_window_frames() -> None:
+    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
+    current = frame("2024-02-01", 100)
+    frames = training_frames(train, test, current)
+    assert len(frames.train) == len(train) + 160
+    assert len(frames.test_current) == 40
+    assert frames.test_baseline is test
+    assert frames.data["current_rows"] == len(current)
+    assert frames.data["train_end"] < frames.data["test_current_start"]
+
+
+def test_without_current_data_test_current_is_test_baseline() -> None:
+    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
+    frames = training_frames(train, test, None)
+    assert frames.test_current is test
+    assert frames.train is train
+
+
+def test_current_data_inside_the_baseline_is_refused() -> None:
+    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
+    with pytest.raises(TrainingDataError, match="not after the baseline"):
+        training_frames(train, test, frame("2024-01-04 10:00", 50))
+
+
+def test_test_mode_trains_on_the_last_days_only() -> None:
+    train, test = frame("2024-01-01", 24 * 60), frame("2024-03-01", 24)
+    frames = training_frames(train, test, None, test_mode=True)
+    span = frames.train["counted_at"].max() - frames.train["counted_at"].min()
+    assert span < pd.Timedelta(days=TEST_MODE_TRAIN_DAYS)
+    assert len(frames.train) == 2 * 24 * TEST_MODE_TRAIN_DAYS
+
+
+def test_aliases_and_model_uris() -> None:
+    assert champion_alias("PROD") == "champion"
+    assert champion_alias("dev") == "champion-dev"
+    assert parse_model_uri("models:/velocast-bike-traffic-hgb/3").version == 3
+    uri = parse_model_uri("models:/velocast-bike-traffic-hgb@champion-dev")
+    assert (uri.name, uri.version, uri.alias) == ("velocast-bike-traffic-hgb", None, "champion-dev")
+    with pytest.raises(ValueError, match="runs:/"):
+        parse_model_uri("runs:/abc/model")
+
+
+def test_training_modules_never_import_airflow() -> None:
+    modules = [
+        "velocast.ml.tracking",
+        "velocast.ml.reference_data",
+        "velocast.ml.training",
+        "velocast.cli.ml",
+    ]
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}: __import__(name)\n"
+        "from velocast.cli.ml import add_ml_commands\n"
+        "import argparse; add_ml_commands(argparse.ArgumentParser().add_subparsers())\n"
+        "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
+        "print(','.join(leaked))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "", f"airflow modules imported: {done.stdout}"
