@@ -16,20 +16,30 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "paris_bike_counts"
 
+# VELOCAST_TEST_SLOT=N (default 0) gives a test session its own ports, state directory and
+# databases, so that several sessions (parallel shards, two checkouts) can run side by side.
+_SLOT = int(os.environ.get("VELOCAST_TEST_SLOT", "0"))
+_SUFFIX = "" if _SLOT == 0 else f"_{_SLOT}"
+
+
+def _port(base: int) -> str:
+    return str(base + 100 * _SLOT)
+
+
 os.environ.update(
     {
         "VELOCAST_ENV": "local",
-        "VELOCAST_STATE_DIR": str(REPO_ROOT / ".velocast" / "test"),
-        "VELOCAST_GCS_EMULATOR_PORT": "19023",
-        "VELOCAST_BIGQUERY_EMULATOR_PORT": "19050",
-        "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": "19060",
-        "VELOCAST_REPLAY_PORT": "18089",
-        "VELOCAST_MLFLOW_PORT": "15000",
-        "VELOCAST_MLFLOW_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow_test",
+        "VELOCAST_STATE_DIR": str(REPO_ROOT / ".velocast" / f"test{_SUFFIX}"),
+        "VELOCAST_GCS_EMULATOR_PORT": _port(19023),
+        "VELOCAST_BIGQUERY_EMULATOR_PORT": _port(19050),
+        "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": _port(19060),
+        "VELOCAST_REPLAY_PORT": _port(18089),
+        "VELOCAST_MLFLOW_PORT": _port(15000),
+        "VELOCAST_MLFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow_test{_SUFFIX}",
         "VELOCAST_BQEMULATOR_BIN": str(REPO_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),
         "VELOCAST_AIRFLOW_DAGS_FOLDER": str(REPO_ROOT / "airflow" / "dags"),
         "VELOCAST_AIRFLOW_PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "VELOCAST_AIRFLOW_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow_test",
+        "VELOCAST_AIRFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow_test{_SUFFIX}",
         # Failures must surface at once in tests, not after Airflow's retry delays.
         "VELOCAST_INGEST_TASK_RETRIES": "0",
         "VELOCAST_HTTP_BACKOFF_SECONDS": "0.05",

@@ -10,13 +10,22 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 RAW_COUNTS = "hourly_counts"
 QUARANTINE = "hourly_counts_quarantine"
 INGESTION_LOG = "ingestion_log"
 PREDICTIONS = "hourly_predictions"
 MODEL_DECISIONS = "model_decisions"
+
+# The City's clock: local days and hours, holidays and the DAG schedules are Europe/Paris wall-clock
+# time; every stored instant is UTC.
+PARIS_TZ: Final = "Europe/Paris"
+PARIS: Final = ZoneInfo(PARIS_TZ)
+
+# The quarantine table's columns that come from the rejected row itself (the others describe the run).
+REJECTED_ROW_COLUMNS: Final[tuple[str, ...]] = ("raw_record", "reason", "counter_id", "counted_at")
 
 # Every table the DAGs write, by contract name (what Terraform must create).
 ALL_TABLES = (RAW_COUNTS, QUARANTINE, INGESTION_LOG, PREDICTIONS, MODEL_DECISIONS)
