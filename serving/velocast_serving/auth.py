@@ -21,6 +21,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from velocast.errors import ConfigurationError
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-class InsecureSettingsError(RuntimeError):
+class InsecureSettingsError(ConfigurationError, RuntimeError):
     """The sidecar refuses to start with these settings (a missing or placeholder admin key)."""
 
 

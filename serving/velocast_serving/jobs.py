@@ -47,6 +47,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from velocast.errors import ConflictError
 from velocast.ml.training import TrainingRequest
 from velocast.settings import VelocastSettings, get_settings
 
@@ -80,7 +81,7 @@ class JobState(StrEnum):
 FINISHED_STATES: Final = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class JobBusyError(RuntimeError):
+class JobBusyError(ConflictError, RuntimeError):
     """A training job is running already (the API answers 409)."""
 
     def __init__(self, running: dict[str, Any] | None) -> None:

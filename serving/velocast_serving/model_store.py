@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import google.cloud.storage as gcs
 import pandas as pd
 
+from velocast.errors import UnavailableError
 from velocast.ml.models import DEFAULT_MODEL_TYPE, VelocastModel, load_model
 from velocast.ml.registry import Registry, RegistryEntry, normalize_env, select_champion
 from velocast.settings import VelocastSettings
@@ -50,7 +51,7 @@ REGISTRY_ERROR_KEY: Final = "registry"
 _SMOKE_TIME: Final = pd.Timestamp("2024-01-08T08:00:00Z")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UnavailableError):
     """A model URI that cannot be turned into a fitted ``VelocastModel``."""
 
 

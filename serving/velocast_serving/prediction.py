@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from velocast.data.normalize import normalize, records_to_frame
+from velocast.errors import RequestError
 from velocast_serving.schemas import PredictionRecord, record_shape
 
 # Calendar features (holidays, school terms) only make sense for dates in this range.
@@ -28,7 +29,7 @@ class Rejection:
     reason: str
 
 
-class RecordsRejectedError(Exception):
+class RecordsRejectedError(RequestError):
     """Records that cannot be predicted; ``rejections`` are in request order."""
 
     def __init__(self, rejections: list[Rejection]) -> None:

@@ -41,6 +41,7 @@ from velocast.data.normalize import (
     frame_to_json_lines,
     raw_records_json,
 )
+from velocast.errors import RequestError
 from velocast.settings import VelocastSettings
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ _INTEGER_TEXT: Final = r"^-?\d+(?:\.0*)?$"
 _SUITE_NAME: Final = "velocast_hourly_counts"
 
 
-class TooManyRejectedRowsError(RuntimeError):
+class TooManyRejectedRowsError(RequestError):
     """More rows were rejected than ``max_rejected_share`` allows: the load must not go ahead."""
 
     def __init__(self, share: float, threshold: float, fetched: int | None, quarantined: int | None) -> None:

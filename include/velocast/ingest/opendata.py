@@ -26,6 +26,7 @@ from typing import Any, Literal, TextIO, TypeVar
 
 import httpx
 
+from velocast.errors import UnavailableError, VelocastError
 from velocast.settings import VelocastSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ Record = dict[str, Any]
 T = TypeVar("T")
 
 
-class OpenDataError(Exception):
+class OpenDataError(VelocastError):
     """The API refused a request (non-retryable 4xx) or answered something unusable."""
 
     def __init__(self, message: str, *, url: str, status: int | None = None, api_message: str | None = None):
@@ -52,7 +53,7 @@ class OpenDataError(Exception):
         self.api_message = api_message
 
 
-class OpenDataUnavailableError(OpenDataError):
+class OpenDataUnavailableError(OpenDataError, UnavailableError):
     """The API still failed after all retries."""
 
 

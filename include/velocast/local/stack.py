@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from velocast.errors import VelocastError
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def venv_executable(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-class StackError(RuntimeError):
+class StackError(VelocastError, RuntimeError):
     """A local service could not be started or did not become healthy."""
 
 

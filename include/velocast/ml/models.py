@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
+from velocast.errors import RequestError
 from velocast.ml.features import (
     CALENDAR_FEATURES,
     COUNTER_FEATURE,
@@ -70,7 +71,7 @@ SINGLE_THREAD_ROWS: Final = 100_000
 # --------------------------------------------------------------------------------------------
 
 
-class ModelError(ValueError):
+class ModelError(RequestError, ValueError):
     """A request about models that cannot be honoured (the API answers 422)."""
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from google.cloud import storage as gcs
 
 from velocast.data.normalize import normalize, read_source
+from velocast.errors import RequestError
 from velocast.gcp.clients import storage_client
 from velocast.ml.evaluation import DEFAULT_TEST_FRACTION, FrameInfo, temporal_split
 from velocast.ml.models import TARGET
@@ -40,7 +41,7 @@ MANIFEST_OBJECT: Final = "baseline.json"
 _GS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<prefix>.*?))?/?$")
 
 
-class BaselineError(ValueError):
+class BaselineError(RequestError, ValueError):
     """The data cannot make a baseline (empty, one-sided split, missing objects...)."""
 
 

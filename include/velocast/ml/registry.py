@@ -49,6 +49,7 @@ from pydantic import (
     model_validator,
 )
 
+from velocast.errors import ConflictError, NotFoundError, RequestError, UnavailableError, VelocastError
 from velocast.gcp.clients import storage_client
 from velocast.settings import VelocastSettings
 
@@ -64,31 +65,31 @@ T = TypeVar("T")
 # --- errors ------------------------------------------------------------------------------------
 
 
-class RegistryError(Exception):
+class RegistryError(VelocastError):
     """Base class of the registry's errors."""
 
 
-class UnknownEnvironmentError(RegistryError, ValueError):
+class UnknownEnvironmentError(RegistryError, RequestError, ValueError):
     """An environment other than dev/prod."""
 
 
-class UnknownRunError(RegistryError, LookupError):
+class UnknownRunError(RegistryError, NotFoundError, LookupError):
     """No entry with this run id and model type in the environment."""
 
 
-class DuplicateEntryError(RegistryError, ValueError):
+class DuplicateEntryError(RegistryError, ConflictError, ValueError):
     """A different entry with the same ``(model_type, run_id)`` is already registered."""
 
 
-class ChampionTestModeError(RegistryError):
+class ChampionTestModeError(RegistryError, ConflictError):
     """A ``test_mode`` entry was to become champion in ``prod``."""
 
 
-class RegistryConflictError(RegistryError):
+class RegistryConflictError(RegistryError, ConflictError):
     """Concurrent writers kept winning: the update was not applied after the last attempt."""
 
 
-class RegistryFormatError(RegistryError):
+class RegistryFormatError(RegistryError, UnavailableError):
     """The stored object is not a registry this code understands (it is left untouched)."""
 
 

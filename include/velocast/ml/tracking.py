@@ -47,6 +47,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 
+from velocast.errors import UnavailableError
 from velocast.ml.decisions import DecisionResult
 from velocast.ml.evaluation import DoubleEvaluation, Metrics, ModelScores
 from velocast.ml.features import PARIS_TZ
@@ -78,7 +79,7 @@ _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))/?$")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UnavailableError, RuntimeError):
     """MLflow did not do what a tracking step needed (the message says which step)."""
 
 

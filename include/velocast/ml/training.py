@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from velocast.data.normalize import normalize
+from velocast.errors import RequestError
 from velocast.gcp.actuals import ActualsWindow, read_actuals
 from velocast.ml.decisions import DecisionThresholds, decide
 from velocast.ml.evaluation import (
@@ -91,7 +92,7 @@ QUOTED_REASONS: Final = 3
 Progress = Callable[[str, float], None]
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(RequestError, ValueError):
     """The data of a training request cannot be used (the API answers 422)."""
 
 
