@@ -103,7 +103,7 @@ def score(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> Metrics:
 
 
 def evaluate(model: Predictor, frame: pd.DataFrame, target_column: str = TARGET_COLUMN) -> Metrics:
-    """Score ``model`` on ``frame`` (normalised rows holding the actuals in ``target_column``)."""
+    """Score ``model`` on ``frame`` (normalized rows holding the actuals in ``target_column``)."""
     if frame.empty:
         raise ValueError(f"cannot evaluate model {model.model_type!r} on an empty frame")
     if target_column not in frame.columns:

@@ -1,4 +1,4 @@
-"""Calendar features of a normalised frame, and the counter as a categorical code.
+"""Calendar features of a normalized frame, and the counter as a categorical code.
 
 The model forecasts the next 24 hours from the calendar only: no weather and no lag of the target,
 so that a prediction needs nothing but the counter and the hour. Everything is derived from the
@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from vacances_scolaires_france import SchoolHolidayDates
 
-PARIS_TZ: Final = "Europe/Paris"
+from velocast.contract import PARIS_TZ
+
 SCHOOL_ZONE: Final = "C"  # Paris
 # Days to/from a public holiday are capped: beyond a week they only restate the date.
 MAX_HOLIDAY_DISTANCE_DAYS: Final = 7
@@ -224,9 +225,9 @@ def _is_off(days: np.ndarray, holiday_days: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """The model's inputs for a normalised frame, and what could not be known about it.
+    """The model's inputs for a normalized frame, and what could not be known about it.
 
-    ``frame`` has the columns ``FEATURE_NAMES`` and the normalised frame's index.
+    ``frame`` has the columns ``FEATURE_NAMES`` and the normalized frame's index.
     """
 
     frame: pd.DataFrame
@@ -235,13 +236,13 @@ class FeatureSet:
     school_holiday_unknown_rows: int
 
 
-def build_features(normalised: pd.DataFrame, encoder: CounterEncoder) -> FeatureSet:
-    """Features of a normalised frame (needs ``counter_id`` and ``counted_at``)."""
-    missing = {"counter_id", "counted_at"} - set(normalised.columns)
+def build_features(normalized: pd.DataFrame, encoder: CounterEncoder) -> FeatureSet:
+    """Features of a normalized frame (needs ``counter_id`` and ``counted_at``)."""
+    missing = {"counter_id", "counted_at"} - set(normalized.columns)
     if missing:
-        raise ValueError(f"the normalised frame lacks the columns {sorted(missing)}")
-    counters = encoder.encode(normalised["counter_id"])
-    calendar = calendar_features(normalised["counted_at"])
+        raise ValueError(f"the normalized frame lacks the columns {sorted(missing)}")
+    counters = encoder.encode(normalized["counter_id"])
+    calendar = calendar_features(normalized["counted_at"])
     codes = pd.DataFrame({COUNTER_FEATURE: counters.codes}, index=calendar.frame.index)
     frame = pd.concat([codes, calendar.frame], axis=1)
     return FeatureSet(
@@ -257,7 +258,6 @@ __all__ = [
     "COUNTER_FEATURE",
     "DAY_FEATURES",
     "FEATURE_NAMES",
-    "PARIS_TZ",
     "UNKNOWN_COUNTER_CODE",
     "CalendarFeatures",
     "CounterCodes",

@@ -1,9 +1,10 @@
 """The forecasting model types, behind one interface.
 
 ``build_model(model_type, hyperparams)`` validates the hyper-parameters against the type's
-allow-list and returns an unfitted ``VelocastModel``; ``fit`` and ``predict`` take *normalised*
+allow-list and returns an unfitted ``VelocastModel``; ``fit`` and ``predict`` take *normalized*
 frames (``velocast.data.normalize``), so callers never build features themselves. Predictions are
-hourly counts, clipped at 0.
+hourly counts, clipped at 0. What every type shares (the interface, the feature plumbing, the
+model file) is ``velocast.ml.model_base``; this module holds the types and the catalogue of them.
 
 Types:
 
@@ -25,38 +26,31 @@ Types:
 Unseen counters get ``velocast.ml.features.UNKNOWN_COUNTER_CODE`` (all-zero one-hot for ``rf``, the
 "missing" branch for ``hgb``) and are reported by ``predict_with_report``.
 
-Files written by ``save`` are joblib pickles: load only files from the project's own registry.
+Files written by ``save`` are joblib pickles that name these classes by their module path
+(``velocast.ml.models.HistGradientBoostingModel``): moving a type to another module makes the
+files saved before unreadable.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
-import joblib
 import numpy as np
 import pandas as pd
-import sklearn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
-from velocast.errors import RequestError
 from velocast.ml.features import (
     CALENDAR_FEATURES,
     COUNTER_FEATURE,
     FEATURE_NAMES,
     UNKNOWN_COUNTER_CODE,
-    CounterEncoder,
     FeatureSet,
-    build_features,
 )
+from velocast.ml.model_base import Hyperparams, ModelError, VelocastModel
 
-TARGET: Final = "hourly_count"
 DEFAULT_MODEL_TYPE: Final = "hgb"
-FILE_FORMAT: Final = 1
 # HistGradientBoosting takes at most max_bins (255) categories per categorical feature.
 MAX_HGB_COUNTERS: Final = 255
 # A level factor outside this range says more about a glitch than about the counter.
@@ -67,41 +61,11 @@ SINGLE_THREAD_ROWS: Final = 100_000
 
 
 # --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class ModelError(RequestError, ValueError):
-    """A request about models that cannot be honoured (the API answers 422)."""
-
-
-class UnknownModelTypeError(ModelError):
-    def __init__(self, model_type: object) -> None:
-        self.model_type = model_type
-        super().__init__(f"unknown model type {model_type!r}; known types: {', '.join(MODEL_TYPES)}")
-
-
-class InvalidHyperparametersError(ModelError):
-    """Hyper-parameters outside a model type's allow-list; ``errors`` lists each problem."""
-
-    def __init__(self, model_type: str, errors: list[dict[str, Any]]) -> None:
-        self.model_type = model_type
-        self.errors = errors
-        details = "; ".join(f"{error['name']}: {error['message']}" for error in errors)
-        super().__init__(f"invalid hyperparameters for model type {model_type!r}: {details}")
-
-
-# --------------------------------------------------------------------------------------------
 # Hyper-parameters: one allow-list per model type
 # --------------------------------------------------------------------------------------------
 
 
-class _Hyperparams(BaseModel):
-    # strict: JSON true is not 1 and "0.1" is not 0.1; forbid: a typo is an error, not a default.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class RandomForestHyperparams(_Hyperparams):
+class RandomForestHyperparams(Hyperparams):
     n_estimators: int = Field(50, ge=1, le=1000)
     max_depth: int | None = Field(20, ge=1, le=200)
     min_samples_leaf: int = Field(1, ge=1, le=100_000)
@@ -117,7 +81,7 @@ class RandomForestHyperparams(_Hyperparams):
         return value
 
 
-class HistGradientBoostingHyperparams(_Hyperparams):
+class HistGradientBoostingHyperparams(Hyperparams):
     loss: Literal["squared_error", "poisson"] = "squared_error"
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_iter: int = Field(150, ge=1, le=5000)
@@ -134,144 +98,9 @@ class HistGradientBoostingHyperparams(_Hyperparams):
     random_state: int = Field(0, ge=0, le=2**32 - 1)
 
 
-def _validate(model_type: str, schema: type[_Hyperparams], hyperparams: Any) -> _Hyperparams:
-    if hyperparams is None:
-        hyperparams = {}
-    if not isinstance(hyperparams, dict):
-        raise InvalidHyperparametersError(
-            model_type,
-            [{"name": "(root)", "message": f"expected an object, got {type(hyperparams).__name__}"}],
-        )
-    try:
-        return schema.model_validate(hyperparams)
-    except ValidationError as error:
-        allowed = ", ".join(schema.model_fields)
-        problems: list[dict[str, Any]] = []
-        for item in error.errors(include_url=False):
-            name = ".".join(str(part) for part in item["loc"]) or "(root)"
-            if item["type"] == "extra_forbidden":
-                message = f"unknown hyperparameter (allowed: {allowed})"
-            else:
-                message = f"{item['msg']} (got {item.get('input')!r})"
-            problems.append({"name": name, "message": message, "type": item["type"]})
-        raise InvalidHyperparametersError(model_type, problems) from None
-
-
 # --------------------------------------------------------------------------------------------
-# The interface
+# The model types
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Predicted hourly counts (≥ 0, one per input row) and what the model did not know."""
-
-    values: np.ndarray
-    unseen_counters: tuple[str, ...]
-    unseen_counter_rows: int
-    school_holiday_unknown_rows: int
-
-
-@dataclass(frozen=True)
-class TrainingSummary:
-    rows: int
-    counters: int
-    first_counted_at: pd.Timestamp
-    last_counted_at: pd.Timestamp
-    school_holiday_unknown_rows: int
-
-
-class VelocastModel(ABC):
-    """A model type: validated hyper-parameters, a counter encoder and a fitted estimator."""
-
-    model_type: ClassVar[str]
-    hyperparams_schema: ClassVar[type[_Hyperparams]]
-
-    def __init__(self, hyperparams: dict[str, Any] | None = None) -> None:
-        self._params = _validate(self.model_type, self.hyperparams_schema, hyperparams)
-        self.encoder: CounterEncoder | None = None
-        self.training_summary: TrainingSummary | None = None
-
-    @property
-    def hyperparams(self) -> dict[str, Any]:
-        """Every hyper-parameter, defaults included (what a run should log)."""
-        return self._params.model_dump()
-
-    @property
-    def is_fitted(self) -> bool:
-        return self.encoder is not None
-
-    @property
-    @abstractmethod
-    def feature_names(self) -> tuple[str, ...]:
-        """Names of the estimator's input columns, in order."""
-
-    def fit(self, normalised: pd.DataFrame) -> VelocastModel:
-        """Fit on the rows of a normalised frame that have a count (others are ignored)."""
-        missing = {"counter_id", "counted_at", TARGET} - set(normalised.columns)
-        if missing:
-            raise ModelError(f"the training frame lacks the columns {sorted(missing)}")
-        train = normalised[normalised[TARGET].notna() & normalised["counter_id"].notna()]
-        if train.empty:
-            raise ModelError("the training frame has no row with a counter and a count")
-        encoder = CounterEncoder.fit(train["counter_id"])
-        features = build_features(train, encoder)
-        target = train[TARGET].to_numpy(dtype=np.float64)
-        self._fit(features, target, train["counted_at"])
-        self.encoder = encoder
-        self.training_summary = TrainingSummary(
-            rows=len(train),
-            counters=encoder.n_counters,
-            first_counted_at=train["counted_at"].min(),
-            last_counted_at=train["counted_at"].max(),
-            school_holiday_unknown_rows=features.school_holiday_unknown_rows,
-        )
-        return self
-
-    def predict(self, normalised: pd.DataFrame) -> np.ndarray:
-        """Hourly counts for each row (``counter_id``, ``counted_at``), clipped at 0."""
-        return self.predict_with_report(normalised).values
-
-    def predict_with_report(self, normalised: pd.DataFrame) -> Prediction:
-        if self.encoder is None:
-            raise ModelError(f"the {self.model_type} model is not fitted")
-        features = build_features(normalised, self.encoder)
-        if features.frame.empty:
-            values = np.zeros(0, dtype=np.float64)
-        else:
-            values = np.clip(np.asarray(self._predict(features), dtype=np.float64), 0.0, None)
-        return Prediction(
-            values=values,
-            unseen_counters=features.unseen_counters,
-            unseen_counter_rows=features.unseen_counter_rows,
-            school_holiday_unknown_rows=features.school_holiday_unknown_rows,
-        )
-
-    def save(self, path: Path) -> Path:
-        """Write the fitted model to ``path`` (joblib); ``load_model`` reads it back."""
-        if not self.is_fitted:
-            raise ModelError(f"the {self.model_type} model is not fitted")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": FILE_FORMAT,
-            "model_type": self.model_type,
-            "hyperparams": self.hyperparams,
-            "sklearn_version": sklearn.__version__,
-            "model": self,
-        }
-        joblib.dump(payload, path)
-        return path
-
-    @abstractmethod
-    def _fit(self, features: FeatureSet, target: np.ndarray, counted_at: pd.Series) -> None: ...
-
-    @abstractmethod
-    def _predict(self, features: FeatureSet) -> np.ndarray: ...
-
-    def __repr__(self) -> str:
-        state = "fitted" if self.is_fitted else "unfitted"
-        return f"<{type(self).__name__} {self.model_type} {state} {self.hyperparams}>"
 
 
 class RandomForestModel(VelocastModel):
@@ -409,8 +238,17 @@ class HistGradientBoostingModel(VelocastModel):
 
 
 # --------------------------------------------------------------------------------------------
-# Registry of types, building and loading
+# The catalogue of types: building a model by its name
 # --------------------------------------------------------------------------------------------
+
+
+class UnknownModelTypeError(ModelError):
+    """A model type this catalogue does not hold."""
+
+    def __init__(self, model_type: object) -> None:
+        self.model_type = model_type
+        super().__init__(f"unknown model type {model_type!r}; known types: {', '.join(MODEL_TYPES)}")
+
 
 _MODEL_CLASSES: Final[dict[str, type[VelocastModel]]] = {
     HistGradientBoostingModel.model_type: HistGradientBoostingModel,
@@ -435,8 +273,7 @@ def build_model(
 
 def validate_hyperparams(model_type: str, hyperparams: dict[str, Any] | None) -> dict[str, Any]:
     """The complete hyper-parameters (defaults filled in), or the same errors as ``build_model``."""
-    cls = _model_class(model_type)
-    return _validate(model_type, cls.hyperparams_schema, hyperparams).model_dump()
+    return _model_class(model_type).parse_hyperparams(hyperparams).model_dump()
 
 
 def default_hyperparams(model_type: str) -> dict[str, Any]:
@@ -448,38 +285,16 @@ def hyperparams_json_schema(model_type: str) -> dict[str, Any]:
     return _model_class(model_type).hyperparams_schema.model_json_schema()
 
 
-def load_model(path: Path) -> VelocastModel:
-    """Read a file written by ``VelocastModel.save`` (a trusted file: it is a pickle)."""
-    payload = joblib.load(Path(path))
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ModelError(f"{path} is not a velocast model file (format {FILE_FORMAT})")
-    model = payload.get("model")
-    if not isinstance(model, VelocastModel) or not model.is_fitted:
-        raise ModelError(f"{path} does not hold a fitted velocast model")
-    return model
-
-
-def model_size_mb(path: Path) -> float:
-    return Path(path).stat().st_size / 1_048_576
-
-
 __all__ = [
     "DEFAULT_MODEL_TYPE",
     "MODEL_TYPES",
     "HistGradientBoostingHyperparams",
     "HistGradientBoostingModel",
-    "InvalidHyperparametersError",
-    "ModelError",
-    "Prediction",
     "RandomForestHyperparams",
     "RandomForestModel",
-    "TrainingSummary",
     "UnknownModelTypeError",
-    "VelocastModel",
     "build_model",
     "default_hyperparams",
     "hyperparams_json_schema",
-    "load_model",
-    "model_size_mb",
     "validate_hyperparams",
 ]

@@ -1,7 +1,11 @@
 """The reference data set: ``train_baseline`` / ``test_baseline`` in the project bucket.
 
-A raw export (CSV, JSON or parquet; any column variant ``velocast.data.normalize`` reads) is normalised
-and split *by time*: by default the last 20 % of the rows (cut on an hour boundary) is
+"Baseline" is the evaluation's word for this reference data, not a baseline model: every
+challenger is trained on ``train_baseline`` (plus the recent actuals, if any) and scored on the
+same ``test_baseline``, so that models trained months apart can be compared.
+
+A raw export (CSV, JSON or parquet; any column variant ``velocast.data.normalize`` reads) is
+normalized and split *by time*: by default the last 20 % of the rows (cut on an hour boundary) is
 ``test_baseline``; ``split_at`` cuts at an explicit instant instead. Both parts are written as
 Parquet under ``gs://<bucket>/data/`` (``train_baseline.parquet``, ``test_baseline.parquet``) with a
 ``baseline.json`` manifest (sizes, windows, source). Every retraining is scored on the same
@@ -10,7 +14,7 @@ Parquet under ``gs://<bucket>/data/`` (``train_baseline.parquet``, ``test_baseli
 Only rows usable for both training and scoring are kept: rows ``normalize`` rejects and rows
 without a counter or a count are dropped (and counted in the manifest).
 
-Shared with the serving sidecar: google-cloud-storage through ``velocast.ml.registry.storage_client``
+Shared with the serving sidecar: google-cloud-storage through ``velocast.gcp.clients.storage_client``
 (never the Airflow hook).
 """
 
@@ -27,11 +31,13 @@ from typing import Any, Final
 import pandas as pd
 from google.cloud import storage as gcs
 
-from velocast.data.normalize import normalize, read_source
+from velocast.contract import PARIS_TZ
+from velocast.data.normalize import normalize
+from velocast.data.readers import read_source
 from velocast.errors import RequestError
 from velocast.gcp.clients import storage_client
 from velocast.ml.evaluation import DEFAULT_TEST_FRACTION, FrameInfo, temporal_split
-from velocast.ml.models import TARGET
+from velocast.ml.model_base import TARGET
 from velocast.settings import VelocastSettings
 
 BASELINE_PREFIX: Final = "data"
@@ -73,6 +79,8 @@ class BaselineLocation:
 
 @dataclass(frozen=True)
 class Baseline:
+    """The reference data set, split by time: ``train`` (train_baseline) and ``test`` (test_baseline)."""
+
     train: pd.DataFrame
     test: pd.DataFrame
     # Rows of the source that are in neither part, by reason.
@@ -85,7 +93,7 @@ def split_baseline(
     split_at: datetime | pd.Timestamp | str | None = None,
     test_fraction: float | None = None,
 ) -> Baseline:
-    """Normalise ``raw`` and split it by time (``split_at``, or the last ``test_fraction``)."""
+    """Normalize ``raw`` and split it by time (``split_at``, or the last ``test_fraction``)."""
     if split_at is not None and test_fraction is not None:
         raise BaselineError("give split_at or test_fraction, not both")
     result = normalize(raw)
@@ -104,7 +112,7 @@ def split_baseline(
     else:
         cut = pd.Timestamp(split_at)
         # A naive instant is read like the sources' naive times: Europe/Paris wall clock.
-        cut = cut.tz_localize("Europe/Paris") if cut.tzinfo is None else cut
+        cut = cut.tz_localize(PARIS_TZ) if cut.tzinfo is None else cut
         frame = frame.sort_values("counted_at", kind="stable")
         is_test = frame["counted_at"] >= cut
         train, test = frame[~is_test], frame[is_test]

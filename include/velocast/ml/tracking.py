@@ -2,23 +2,13 @@
 
 One run per training: the model type and its hyper-parameters (params), the challenger's and the
 champion's metrics on *both* test frames (``challenger.test_baseline.r2``,
-``champion.test_current.rmse``, ...), the sizes and time windows of the data, two evaluation plots
-(PNG) and the model itself as an MLflow pyfunc, registered as
-``{settings.registered_model_name}-{model_type}`` (one registered model per model type, each with
-its own champion, as in ``velocast.ml.registry``).
-
-The pyfunc (``VelocastPyfunc``) wraps the joblib file written by ``VelocastModel.save``. Its
-``predict`` takes normalised rows: ``counter_id`` (string) and ``counted_at`` as an ISO 8601
-string *with* an offset (``2024-03-01T08:00:00Z``). Strings because MLflow's schema enforcement
-refuses tz-aware datetimes and a naive datetime would silently drop the zone; naive strings are
-refused for the same reason. Running the pyfunc needs the ``velocast`` package (the serving image):
-the wrapper and the model classes live in it.
+``champion.test_current.rmse``, ...), the sizes and time windows of the data, the evaluation plots
+of ``velocast.ml.plots`` and the model itself as the MLflow pyfunc of ``velocast.ml.pyfunc``,
+registered as ``{settings.registered_model_name}-{model_type}`` (one registered model per model
+type, each with its own champion, as in ``velocast.ml.registry``).
 
 Aliases mirror the registry's champion (``summary.json`` stays the source of truth): ``champion``
 in prod, ``champion-dev`` in dev, on the registered model of the type (see ``champion_alias``).
-
-Models are loaded by ``models:/<name>@<alias>`` or ``models:/<name>/<version>``, never
-``runs:/`` (that path retries against the GCS artifacts for minutes).
 
 Shared with the serving sidecar: MLflow, pandas, matplotlib (Agg, no pyplot) only; never Airflow.
 """
@@ -28,62 +18,48 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 import mlflow
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
 
 from velocast.errors import UnavailableError
 from velocast.ml.decisions import DecisionResult
 from velocast.ml.evaluation import DoubleEvaluation, Metrics, ModelScores
-from velocast.ml.features import PARIS_TZ
-from velocast.ml.models import TARGET, ModelError, VelocastModel, load_model
-from velocast.ml.registry import Environment, RegistryEntry, normalize_env
-from velocast.settings import VelocastSettings, get_settings
+from velocast.ml.model_base import ModelError, VelocastModel
+from velocast.ml.plots import write_evaluation_plots
+from velocast.ml.pyfunc import (
+    MODEL_FILE_KEY,
+    VelocastPyfunc,
+    input_example,
+    load_velocast_model,
+    pip_requirements,
+    prediction_frame,
+)
+from velocast.ml.registry_entries import Environment, RegistryEntry, normalize_env
+from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT: Final = "velocast"
 MODEL_ARTIFACT_PATH: Final = "model"  # the ``name`` of the logged pyfunc
-MODEL_FILE_KEY: Final = "velocast_model"  # key of the joblib file in the pyfunc's artifacts
 CHAMPION_ALIASES: Final[dict[Environment, str]] = {"prod": "champion", "dev": "champion-dev"}
-# What the pyfunc imports at load time, pinned at the installed versions. Explicit requirements
-# skip MLflow's inference, which imports the model in a subprocess (~20 s instead of ~3 s).
-PIP_PACKAGES: Final[tuple[str, ...]] = (
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "joblib",
-    "threadpoolctl",
-    "holidays",
-    "vacances-scolaires-france",
-)
-# Enough points to see the shape of a scatter; more only slows the PNG down.
-MAX_SCATTER_POINTS: Final = 5_000
-INPUT_EXAMPLE_ROWS: Final = 5
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))/?$")
 
 
 class TrackingError(UnavailableError, RuntimeError):
     """MLflow did not do what a tracking step needed (the message says which step)."""
 
 
-# --- URIs and aliases --------------------------------------------------------------------------
+# --- registered names and aliases --------------------------------------------------------------
 
 
 def champion_alias(env: str) -> str:
@@ -93,176 +69,6 @@ def champion_alias(env: str) -> str:
 
 def registered_model_name(settings: VelocastSettings, model_type: str) -> str:
     return f"{settings.registered_model_name}-{model_type}"
-
-
-@dataclass(frozen=True)
-class ModelUri:
-    """A parsed ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
-
-    name: str
-    version: int | None
-    alias: str | None
-
-
-def parse_model_uri(uri: str) -> ModelUri:
-    match = _MODELS_URI.match(uri.strip())
-    if match is None:
-        hint = " (runs:/ URIs are not loaded: use the registered model)" if uri.startswith("runs:/") else ""
-        raise ValueError(f"expected models:/<name>/<version> or models:/<name>@<alias>, got {uri!r}{hint}")
-    version = match.group("version")
-    return ModelUri(
-        name=match.group("name"),
-        version=None if version is None else int(version),
-        alias=match.group("alias"),
-    )
-
-
-def pip_requirements() -> list[str]:
-    """The pyfunc's requirements, pinned at this environment's versions."""
-    return [f"{package}=={metadata.version(package)}" for package in PIP_PACKAGES]
-
-
-# --- the pyfunc --------------------------------------------------------------------------------
-
-
-def _prediction_frame(model_input: pd.DataFrame) -> pd.DataFrame:
-    """``counter_id`` + tz-aware UTC ``counted_at`` from what the pyfunc receives."""
-    missing = {"counter_id", "counted_at"} - set(model_input.columns)
-    if missing:
-        raise ModelError(f"the input lacks the columns {sorted(missing)}")
-    counted_at = model_input["counted_at"]
-    if isinstance(counted_at.dtype, pd.DatetimeTZDtype):
-        times = counted_at.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(counted_at.dtype):
-        raise ModelError("counted_at is a naive datetime: give it a zone (UTC) or an ISO 8601 offset")
-    else:
-        texts = counted_at.astype("string").str.strip()
-        naive = ~texts.str.contains(_OFFSET, na=False)
-        if naive.any():
-            example = texts[naive].iloc[0]
-            raise ModelError(
-                f"{int(naive.sum())} counted_at values have no UTC offset (e.g. {example!r}): "
-                "write them as ISO 8601 with an offset, e.g. 2024-03-01T08:00:00Z"
-            )
-        try:
-            times = pd.to_datetime(texts, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as error:
-            raise ModelError(f"counted_at is not ISO 8601: {error}") from None
-    return pd.DataFrame({"counter_id": model_input["counter_id"].astype("string"), "counted_at": times})
-
-
-class VelocastPyfunc(PythonModel):
-    """The MLflow face of a ``VelocastModel``: its artifact is the file ``VelocastModel.save`` wrote."""
-
-    def __init__(self) -> None:
-        self.model: VelocastModel | None = None
-
-    def load_context(self, context: Any) -> None:
-        self.model = load_model(Path(context.artifacts[MODEL_FILE_KEY]))
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
-        if self.model is None:
-            raise ModelError("the velocast pyfunc has no model: load it with mlflow.pyfunc.load_model")
-        return self.model.predict(_prediction_frame(model_input))
-
-
-def input_example(frame: pd.DataFrame, rows: int = INPUT_EXAMPLE_ROWS) -> pd.DataFrame:
-    """A few normalised rows in the pyfunc's input form (``counted_at`` as ISO 8601 UTC)."""
-    head = frame.head(rows)
-    times = pd.to_datetime(head["counted_at"], utc=True)
-    return pd.DataFrame(
-        {
-            "counter_id": head["counter_id"].astype(str).to_numpy(),
-            "counted_at": times.dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
-        }
-    )
-
-
-def load_velocast_model(model_uri: str, *, settings: VelocastSettings | None = None) -> VelocastModel:
-    """Download a registered velocast pyfunc and return the ``VelocastModel`` inside it.
-
-    ``model_uri`` is ``models:/<name>@<alias>`` or ``models:/<name>/<version>``; the tracking
-    server is the one of ``settings`` (the process settings by default).
-    """
-    parse_model_uri(model_uri)  # refuses runs:/ and other forms before any network call
-    tracking_uri = (settings or get_settings()).mlflow_tracking_uri
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    wrapper = pyfunc.unwrap_python_model()
-    if not isinstance(wrapper, VelocastPyfunc) or wrapper.model is None:
-        raise ModelError(f"{model_uri} is not a velocast pyfunc (got {type(wrapper).__name__})")
-    return wrapper.model
-
-
-# --- plots -------------------------------------------------------------------------------------
-
-
-def _sample(n: int, limit: int = MAX_SCATTER_POINTS) -> np.ndarray:
-    if n <= limit:
-        return np.arange(n)
-    # Fixed seed: two runs on the same data draw the same points, so their plots compare.
-    return np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
-
-
-def _predictions(model: VelocastModel, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict(frame.drop(columns=[TARGET]))
-
-
-def _color(model_name: str) -> str:
-    # One colour per model across both plots (line styles tell the frames apart).
-    return {"challenger": "C0", "champion": "C1"}.get(model_name, "C2")
-
-
-def plot_predicted_vs_actual(
-    frames: Mapping[str, pd.DataFrame], predictions: Mapping[str, Mapping[str, np.ndarray]]
-) -> Figure:
-    """One panel per test frame; one colour per model (``predictions[model][frame]``)."""
-    figure = Figure(figsize=(5.5 * len(frames), 5), layout="constrained")
-    axes = figure.subplots(1, len(frames), squeeze=False)[0]
-    for ax, (frame_name, frame) in zip(axes, frames.items(), strict=True):
-        actual = frame[TARGET].to_numpy(dtype=np.float64)
-        rows = _sample(len(actual))
-        top = float(actual.max()) if actual.size else 1.0
-        for model_name, by_frame in predictions.items():
-            predicted = by_frame[frame_name]
-            top = max(top, float(predicted.max()) if predicted.size else 0.0)
-            ax.scatter(
-                actual[rows], predicted[rows], s=4, alpha=0.3, label=model_name, color=_color(model_name)
-            )
-        ax.plot([0, top], [0, top], color="black", linewidth=1, label="perfect")
-        ax.set(title=f"{frame_name} ({len(actual):,} rows)", xlabel="actual count", ylabel="predicted count")
-        ax.legend(loc="upper left")
-    return figure
-
-
-def plot_error_by_hour(
-    frames: Mapping[str, pd.DataFrame], predictions: Mapping[str, Mapping[str, np.ndarray]]
-) -> Figure:
-    """Mean absolute error by local (Europe/Paris) hour of day: where in the day a model misses."""
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    ax = figure.subplots()
-    styles = ("-", "--", ":", "-.")
-    for position, (frame_name, frame) in enumerate(frames.items()):
-        style = styles[position % len(styles)]
-        hours = pd.to_datetime(frame["counted_at"], utc=True).dt.tz_convert(PARIS_TZ).dt.hour.to_numpy()
-        actual = frame[TARGET].to_numpy(dtype=np.float64)
-        for model_name, by_frame in predictions.items():
-            errors = pd.Series(np.abs(by_frame[frame_name] - actual)).groupby(hours).mean()
-            ax.plot(
-                errors.index,
-                errors.to_numpy(),
-                linestyle=style,
-                marker="o",
-                color=_color(model_name),
-                label=f"{model_name} · {frame_name}",
-            )
-    ax.set(xlabel="hour of day (Europe/Paris)", ylabel="mean absolute error (count)", xticks=range(24))
-    ax.set_title("Error by hour of day")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return figure
 
 
 # --- the tracker -------------------------------------------------------------------------------
@@ -382,7 +188,7 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="velocast-run-") as tmp:
             workdir = Path(tmp)
             model_file = model.save(workdir / f"{model.model_type}.joblib")
-            plots = self._plots(model, champion, test_frames, workdir)
+            plots = write_evaluation_plots(model, champion, test_frames, workdir)
             summary = workdir / "evaluation.json"
             summary.write_text(
                 json.dumps(
@@ -396,7 +202,7 @@ class Tracker:
                 )
             )
             example = input_example(next(iter(test_frames.values())))
-            signature = infer_signature(example, model.predict(_prediction_frame(example)))
+            signature = infer_signature(example, model.predict(prediction_frame(example)))
 
             with mlflow.start_run(experiment_id=self.experiment_id, tags=run_tags) as run:
                 params = {"model_type": model.model_type} | {
@@ -441,32 +247,6 @@ class Tracker:
         )
         log.info("logged run %s as %s in %.1f s", run_id, logged.model_uri, logged.seconds)
         return logged
-
-    @staticmethod
-    def _plots(
-        model: VelocastModel,
-        champion: VelocastModel | None,
-        frames: Mapping[str, pd.DataFrame],
-        workdir: Path,
-    ) -> list[Path]:
-        models = {"challenger": model} | ({"champion": champion} if champion is not None else {})
-        predictions: dict[str, dict[str, np.ndarray]] = {}
-        for role, each in models.items():
-            # Without current data test_current *is* test_baseline: predict it once.
-            by_id: dict[int, np.ndarray] = {}
-            for frame in frames.values():
-                if id(frame) not in by_id:
-                    by_id[id(frame)] = _predictions(each, frame)
-            predictions[role] = {frame_name: by_id[id(frame)] for frame_name, frame in frames.items()}
-        paths = []
-        for file_name, figure in (
-            ("predicted_vs_actual.png", plot_predicted_vs_actual(frames, predictions)),
-            ("error_by_hour.png", plot_error_by_hour(frames, predictions)),
-        ):
-            path = workdir / file_name
-            figure.savefig(path, dpi=90)
-            paths.append(path)
-        return paths
 
     # --- registered models -------------------------------------------------------------------
     def set_champion_alias(
@@ -521,15 +301,9 @@ __all__ = [
     "CHAMPION_ALIASES",
     "DEFAULT_EXPERIMENT",
     "LoggedModel",
-    "ModelUri",
     "Tracker",
     "TrackingError",
-    "VelocastPyfunc",
     "champion_alias",
     "evaluation_metrics",
-    "input_example",
-    "load_velocast_model",
-    "parse_model_uri",
-    "pip_requirements",
     "registered_model_name",
 ]

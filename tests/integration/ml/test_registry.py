@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -28,18 +28,20 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from pydantic import ValidationError
 
+from tests.unit.ml.registry_samples import entry as sample_entry
 from velocast.ml.registry import (
     ChampionTestModeError,
     DuplicateEntryError,
     PromotionStatus,
     Registry,
     RegistryConflictError,
-    RegistryEntry,
     RegistryFormatError,
+)
+from velocast.ml.registry_entries import (
+    RegistryEntry,
     UnknownEnvironmentError,
     UnknownRunError,
     normalize_env,
-    select_champion,
 )
 from velocast.settings import VelocastSettings
 
@@ -50,26 +52,10 @@ ENTRIES_PER_WRITER = 5
 
 
 def entry(
-    run_id: str,
-    model_type: str = "hgb",
-    r2_current: float | None = 0.80,
-    *,
-    test_mode: bool = False,
-    created_at: datetime | None = None,
+    run_id: str, model_type: str = "hgb", r2_current: float | None = 0.80, **options: Any
 ) -> RegistryEntry:
-    return RegistryEntry(
-        run_id=run_id,
-        model_uri=f"models:/velocast-bike-traffic/{run_id}",
-        model_type=model_type,
-        metrics={
-            "test_baseline": {"r2": 0.82, "rmse": 40.0, "mae": 25.0},
-            "test_current": {"r2": r2_current, "rmse": 42.0, "mae": 26.0},
-        },
-        data_window={"start": "2023-01-01T00:00:00Z", "end": "2024-02-29T23:00:00Z"},
-        created_at=created_at or datetime(2024, 3, 3, tzinfo=UTC),
-        test_mode=test_mode,
-        extra={"git_sha": "abc123"},
-    )
+    """A sample entry whose ``extra`` the store must keep."""
+    return sample_entry(run_id, model_type, r2_current, extra={"git_sha": "abc123"}, **options)
 
 
 def client_for(endpoint: str, project: str) -> gcs.Client:
@@ -397,13 +383,6 @@ def test_unknown_fields_survive_a_rewrite(registry: Registry) -> None:
     assert stored["note"] == "kept"
     assert stored["environments"]["dev"]["models"][0]["future_field"] == {"x": 1}
     assert stored["environments"]["dev"]["models"][0]["metrics"]["test_current"]["mape"] == 0.1
-
-
-def test_select_champion_prefers_recent_entries_on_ties() -> None:
-    older = entry("older", created_at=datetime(2024, 1, 1, tzinfo=UTC))
-    newer = entry("newer", created_at=datetime(2024, 2, 1, tzinfo=UTC))
-    assert select_champion([older, newer]).run_id == "newer"  # type: ignore[union-attr]
-    assert select_champion([]) is None
 
 
 # --- concurrency ---------------------------------------------------------------------------------

@@ -25,12 +25,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from velocast.cli.ml import add_ml_commands, cmd_evaluate, cmd_promote
-from velocast.data.normalize import frame_to_json_lines, normalize
+from velocast.cli.main import run_handler
+from velocast.cli.ml import cmd_evaluate, cmd_promote, register
+from velocast.data.normalize import normalize
+from velocast.data.readers import frame_to_json_lines
 from velocast.gcp.clients import storage_client
 from velocast.ml.decisions import Decision, DecisionThresholds, decide
 from velocast.ml.evaluation import DoubleEvaluation, evaluate
 from velocast.ml.models import HistGradientBoostingModel
+from velocast.ml.pyfunc import input_example, load_velocast_model
 from velocast.ml.reference_data import (
     BaselineLocation,
     create_baseline,
@@ -39,8 +42,9 @@ from velocast.ml.reference_data import (
     split_baseline,
 )
 from velocast.ml.registry import ChampionTestModeError, Registry
-from velocast.ml.tracking import Tracker, input_example, load_velocast_model
-from velocast.ml.training import TrainingDataError, TrainingRequest, TrainingResult, promote, run_training
+from velocast.ml.tracking import Tracker
+from velocast.ml.training import TrainingResult, promote, run_training
+from velocast.ml.training_request import TrainingDataError, TrainingRequest
 from velocast.settings import VelocastSettings
 
 pytestmark = [pytest.mark.stack]
@@ -92,7 +96,7 @@ def baseline_raw(raw_slice: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def current_rows(raw_slice: pd.DataFrame) -> list[dict[str, Any]]:
-    """The last 3 weeks, normalised and serialised as JSON rows (what DAG 3 sends)."""
+    """The last 3 weeks, normalized and serialised as JSON rows (what DAG 3 sends)."""
     current = normalize(raw_slice[local_times(raw_slice) >= CURRENT_START]).frame
     return [json.loads(line) for line in frame_to_json_lines(current)]
 
@@ -423,11 +427,11 @@ def test_a_test_mode_model_cannot_be_promoted_in_prod(
 
 def run_cli(handler: Any, argv: list[str], settings: VelocastSettings) -> tuple[int, dict[str, Any]]:
     parser = argparse.ArgumentParser()
-    add_ml_commands(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     out = io.StringIO()
     with redirect_stdout(out):
-        status = handler(args, settings)
+        status = run_handler(handler, args, settings)
     return status, json.loads(out.getvalue())
 
 

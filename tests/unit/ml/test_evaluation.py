@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,17 +290,3 @@ def test_double_evaluation_refuses_empty_frames() -> None:
         double_evaluate(model, None, frame, frame.iloc[0:0])
     with pytest.raises(ValueError, match="test_baseline is empty"):
         double_evaluate(model, model, frame.iloc[0:0], frame)
-
-
-# --- runtime boundary ----------------------------------------------------------------------------
-
-
-def test_shared_modules_never_import_airflow() -> None:
-    """The serving sidecar imports these modules and has no Airflow installed."""
-    code = (
-        "import sys\n"
-        "import velocast.ml.evaluation, velocast.ml.decisions, velocast.ml.registry\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert completed.stdout.strip() == "[]"

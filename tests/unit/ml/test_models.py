@@ -1,78 +1,28 @@
-"""models: hyper-parameter allow-lists, fit/predict on a real slice, save/load, unseen counters."""
+"""models: the types and their hyper-parameter allow-lists, fit/predict on a real slice, the level
+factor of hgb (what every type shares is tested in test_model_base.py)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from velocast.data.normalize import normalize
+from tests.unit.ml.real_slice import COUNTERS, FAST, UNSEEN
+from velocast.ml.model_base import InvalidHyperparametersError
 from velocast.ml.models import (
     DEFAULT_MODEL_TYPE,
     MODEL_TYPES,
     HistGradientBoostingModel,
-    InvalidHyperparametersError,
-    ModelError,
     RandomForestModel,
     UnknownModelTypeError,
     build_model,
     default_hyperparams,
     hyperparams_json_schema,
-    load_model,
     validate_hyperparams,
 )
-
-PARQUET = Path("regine_nj_projetvelo") / "dataset_projet_velo.parquet"
-COUNTERS = [
-    "100003096-353242251",
-    "100003098-101003098",
-    "100006300-101006300",
-    "100007049-101007049",
-    "100007049-102007049",
-]
-UNSEEN = "100036718-103036718"  # a real counter the models are not trained on
-START = pd.Timestamp("2023-02-06", tz="Europe/Paris")  # a Monday; 6 weeks, no clock change
-TEST_START = START + pd.Timedelta(weeks=5)
-END = START + pd.Timedelta(weeks=6)
-# Small but real settings, so each fit stays well under a second or two.
-FAST: dict[str, dict[str, Any]] = {"rf": {"n_estimators": 10}, "hgb": {"max_iter": 60}}
-
-
-def rows(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
-    selected: pd.DataFrame = frame.loc[mask].reset_index(drop=True)
-    return selected
-
-
-@pytest.fixture(scope="module")
-def slice_frame(shared_data: Path) -> pd.DataFrame:
-    """5 (+1 unseen) counters × 6 weeks of real counts, normalised."""
-    raw = pd.read_parquet(
-        shared_data / PARQUET,
-        filters=[
-            ("id_compteur", "in", [*COUNTERS, UNSEEN]),
-            ("annee_comptage", "=", 2023),
-            ("mois_comptage", "in", [2, 3]),
-        ],
-    )
-    frame = normalize(raw).frame
-    local = frame["counted_at"].dt.tz_convert("Europe/Paris")
-    return rows(frame, (local >= START) & (local < END))
-
-
-@pytest.fixture(scope="module")
-def train(slice_frame: pd.DataFrame) -> pd.DataFrame:
-    local = slice_frame["counted_at"].dt.tz_convert("Europe/Paris")
-    return rows(slice_frame, (local < TEST_START) & (slice_frame["counter_id"] != UNSEEN))
-
-
-@pytest.fixture(scope="module")
-def test_frame(slice_frame: pd.DataFrame) -> pd.DataFrame:
-    local = slice_frame["counted_at"].dt.tz_convert("Europe/Paris")
-    return rows(slice_frame, local >= TEST_START)
 
 
 def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -177,37 +127,6 @@ def test_fit_predict_on_a_real_slice(model_type: str, train: pd.DataFrame, test_
     assert len(model.feature_names) == (len(COUNTERS) if model_type == "rf" else 1) + 12
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_save_load_round_trip(
-    model_type: str, train: pd.DataFrame, test_frame: pd.DataFrame, tmp_path: Path
-) -> None:
-    model = build_model(model_type, FAST[model_type]).fit(train)
-    path = model.save(tmp_path / "nested" / f"{model_type}.joblib")
-    loaded = load_model(path)
-    assert type(loaded) is type(model)
-    assert loaded.model_type == model_type
-    assert loaded.hyperparams == model.hyperparams
-    assert loaded.feature_names == model.feature_names
-    np.testing.assert_array_equal(loaded.predict(test_frame), model.predict(test_frame))
-
-
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_unseen_counters_are_predicted_and_reported(
-    model_type: str, train: pd.DataFrame, test_frame: pd.DataFrame
-) -> None:
-    model = build_model(model_type, FAST[model_type]).fit(train)
-    report = model.predict_with_report(test_frame)
-    unseen_rows = int((test_frame["counter_id"] == UNSEEN).sum())
-    assert unseen_rows > 0
-    assert report.unseen_counters == (UNSEEN,)
-    assert report.unseen_counter_rows == unseen_rows
-    assert report.values.shape == (len(test_frame),)
-    assert (report.values >= 0).all() and np.isfinite(report.values).all()
-    # The rows of known counters do not depend on the unseen ones being there.
-    known = (test_frame["counter_id"] != UNSEEN).to_numpy()
-    np.testing.assert_allclose(report.values[known], model.predict(test_frame[known]))
-
-
 def test_level_factor_follows_a_counter_that_broke_down(
     train: pd.DataFrame, test_frame: pd.DataFrame
 ) -> None:
@@ -219,33 +138,3 @@ def test_level_factor_follows_a_counter_that_broke_down(
     with_level = build_model("hgb", {**FAST["hgb"], "level_window_days": 7}).fit(broken)
     without = build_model("hgb", {**FAST["hgb"], "level_window_days": 0}).fit(broken)
     assert with_level.predict(target).mean() < 0.2 * without.predict(target).mean()
-
-
-def test_rows_without_a_count_are_not_trained_on(train: pd.DataFrame) -> None:
-    holes = train.copy()
-    holes.loc[holes.index[::2], "hourly_count"] = pd.NA
-    model = build_model("hgb", FAST["hgb"]).fit(holes)
-    assert model.training_summary is not None
-    assert model.training_summary.rows == len(train) - len(train.index[::2])
-
-
-def test_errors_of_use(train: pd.DataFrame, tmp_path: Path) -> None:
-    model = build_model("hgb")
-    with pytest.raises(ModelError, match="not fitted"):
-        model.predict(train)
-    with pytest.raises(ModelError, match="not fitted"):
-        model.save(tmp_path / "m.joblib")
-    with pytest.raises(ModelError, match="no row"):
-        model.fit(train.assign(hourly_count=pd.array([pd.NA] * len(train), dtype="Int64")))
-    with pytest.raises(ModelError, match="hourly_count"):
-        model.fit(train.drop(columns="hourly_count"))
-    import joblib
-
-    joblib.dump({"something": "else"}, tmp_path / "other.joblib")
-    with pytest.raises(ModelError, match="not a velocast model file"):
-        load_model(tmp_path / "other.joblib")
-
-
-def test_empty_prediction(train: pd.DataFrame) -> None:
-    model = build_model("hgb", FAST["hgb"]).fit(train)
-    assert model.predict(train.iloc[:0]).shape == (0,)

@@ -1,20 +1,15 @@
-"""TrainingRequest: every invalid field is refused with an error that names it and says why; the
-training modules never import Airflow (the serving sidecar imports them)."""
+"""TrainingRequest: every invalid field is refused with an error that names it and says why."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from velocast.ml.models import DEFAULT_MODEL_TYPE, default_hyperparams
-from velocast.ml.tracking import champion_alias, parse_model_uri
-from velocast.ml.training import TEST_MODE_TRAIN_DAYS, TrainingDataError, TrainingRequest, training_frames
+from velocast.ml.training_request import TrainingRequest
 
 
 def errors_of(**fields: Any) -> list[ErrorDetails]:
@@ -131,76 +126,3 @@ def test_current_data_is_rows_and_not_empty() -> None:
 def test_unknown_fields_are_refused() -> None:
     [error] = errors_of(model="hgb")
     assert error["type"] == "extra_forbidden"
-
-
-# --- the pieces of run_training that need no services -----------------------------------------
-
-
-def frame(start: str, hours: int, counters: tuple[str, ...] = ("a", "b")) -> pd.DataFrame:
-    times = pd.date_range(start, periods=hours, freq="h", tz="UTC")
-    return pd.DataFrame(
-        [{"counter_id": c, "counted_at": t, "hourly_count": 1} for t in times for c in counters]
-    )
-
-
-def test_sliding_window_frames() -> None:
-    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
-    current = frame("2024-02-01", 100)
-    frames = training_frames(train, test, current)
-    assert len(frames.train) == len(train) + 160
-    assert len(frames.test_current) == 40
-    assert frames.test_baseline is test
-    assert frames.data["current_rows"] == len(current)
-    assert frames.data["train_end"] < frames.data["test_current_start"]
-
-
-def test_without_current_data_test_current_is_test_baseline() -> None:
-    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
-    frames = training_frames(train, test, None)
-    assert frames.test_current is test
-    assert frames.train is train
-
-
-def test_current_data_inside_the_baseline_is_refused() -> None:
-    train, test = frame("2024-01-01", 80), frame("2024-01-04 08:00", 20)
-    with pytest.raises(TrainingDataError, match="not after the baseline"):
-        training_frames(train, test, frame("2024-01-04 10:00", 50))
-
-
-def test_test_mode_trains_on_the_last_days_only() -> None:
-    train, test = frame("2024-01-01", 24 * 60), frame("2024-03-01", 24)
-    frames = training_frames(train, test, None, test_mode=True)
-    span = frames.train["counted_at"].max() - frames.train["counted_at"].min()
-    assert span < pd.Timedelta(days=TEST_MODE_TRAIN_DAYS)
-    assert len(frames.train) == 2 * 24 * TEST_MODE_TRAIN_DAYS
-
-
-def test_aliases_and_model_uris() -> None:
-    assert champion_alias("PROD") == "champion"
-    assert champion_alias("dev") == "champion-dev"
-    assert parse_model_uri("models:/velocast-bike-traffic-hgb/3").version == 3
-    uri = parse_model_uri("models:/velocast-bike-traffic-hgb@champion-dev")
-    assert (uri.name, uri.version, uri.alias) == ("velocast-bike-traffic-hgb", None, "champion-dev")
-    with pytest.raises(ValueError, match="runs:/"):
-        parse_model_uri("runs:/abc/model")
-
-
-def test_training_modules_never_import_airflow() -> None:
-    modules = [
-        "velocast.ml.tracking",
-        "velocast.ml.reference_data",
-        "velocast.ml.training",
-        "velocast.cli.ml",
-    ]
-    code = (
-        "import sys\n"
-        f"for name in {modules!r}: __import__(name)\n"
-        "from velocast.cli.ml import add_ml_commands\n"
-        "import argparse; add_ml_commands(argparse.ArgumentParser().add_subparsers())\n"
-        "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
-        "print(','.join(leaked))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert done.stdout.strip() == "", f"airflow modules imported: {done.stdout}"
