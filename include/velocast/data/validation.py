@@ -1,4 +1,4 @@
-"""Validate normalised hourly counts against the raw contract with Great Expectations 1.x.
+"""Validate normalized hourly counts against the raw contract with Great Expectations 1.x.
 
 The expectation suite is derived from the ``hourly_counts`` contract:
 
@@ -33,14 +33,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from velocast.contract import RAW_COUNTS, load_contract
-from velocast.data.normalize import (
-    DATA_COLUMNS,
-    REJECTED_COLUMNS,
-    empty_rejected,
-    frame_to_json_lines,
-    raw_records_json,
-)
+from velocast.contract import RAW_COUNTS, REJECTED_ROW_COLUMNS, load_contract
+from velocast.data.columns import DATA_COLUMNS
+from velocast.data.normalize import empty_rejected
+from velocast.data.readers import frame_to_json_lines, raw_records_json
 from velocast.errors import RequestError
 from velocast.settings import VelocastSettings
 
@@ -91,7 +87,7 @@ class ExpectationOutcome:
 
 @dataclass(frozen=True, eq=False)
 class ValidationReport:
-    """``valid`` keeps the input's columns and index; ``quarantined`` has ``REJECTED_COLUMNS``."""
+    """``valid`` keeps the input's columns and index; ``quarantined`` has ``REJECTED_ROW_COLUMNS``."""
 
     valid: pd.DataFrame
     quarantined: pd.DataFrame
@@ -127,15 +123,15 @@ def validate_counts(
     *,
     raw: pd.DataFrame | None = None,
 ) -> ValidationReport:
-    """Split a normalised frame into valid and quarantined rows.
+    """Split a normalized frame into valid and quarantined rows.
 
     ``window_start``/``window_end`` are UTC (a naive value is read as UTC). ``raw``, when given, is
-    the frame ``frame`` was normalised from (same index labels): quarantined rows then carry the
-    record as received; without it they carry the normalised row as JSON.
+    the frame ``frame`` was normalized from (same index labels): quarantined rows then carry the
+    record as received; without it they carry the normalized row as JSON.
     """
     missing = [name for name in DATA_COLUMNS if name not in frame.columns]
     if missing:
-        raise ValueError(f"frame lacks contract columns {missing}; normalise it first")
+        raise ValueError(f"frame lacks contract columns {missing}; normalize it first")
     if raw is not None and not raw.index.is_unique:
         raise ValueError("raw must have a unique index to map quarantined rows back to it")
     start, end = _utc(window_start), _utc(window_end)
@@ -255,7 +251,7 @@ def _quarantine(
     if positions.size == 0:
         return empty_rejected()
     rows = kept.iloc[positions]
-    records = raw_records_json(raw.loc[rows.index]) if raw is not None else _normalised_json(rows)
+    records = raw_records_json(raw.loc[rows.index]) if raw is not None else _normalized_json(rows)
     quarantined = pd.DataFrame(
         {
             "raw_record": pd.Series(records, dtype="string"),
@@ -265,14 +261,14 @@ def _quarantine(
                 drop=True
             ),
         },
-        columns=list(REJECTED_COLUMNS),
+        columns=list(REJECTED_ROW_COLUMNS),
     )
     quarantined.index = rows.index
     return quarantined
 
 
-def _normalised_json(rows: pd.DataFrame) -> list[str]:
-    """The normalised rows as JSON (timestamps ISO 8601 in UTC, dates as YYYY-MM-DD)."""
+def _normalized_json(rows: pd.DataFrame) -> list[str]:
+    """The normalized rows as JSON (timestamps ISO 8601 in UTC, dates as YYYY-MM-DD)."""
     return frame_to_json_lines(rows[list(DATA_COLUMNS)])
 
 

@@ -16,7 +16,7 @@ from google.cloud import bigquery
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 from velocast.contract import RAW_COUNTS, load_contract
-from velocast.data.sql import timestamp_literal
+from velocast.data.sql import table_ref, time_range
 from velocast.gcp.clients import bigquery_client
 from velocast.settings import VelocastSettings
 
@@ -46,9 +46,8 @@ class ActualsWindow(BaseModel):
 def actuals_query(settings: VelocastSettings, window: ActualsWindow) -> str:
     columns = ", ".join(load_contract(RAW_COUNTS).column_names)
     return (
-        f"SELECT {columns} FROM `{settings.raw_table_id}` "
-        f"WHERE counted_at >= {timestamp_literal(window.start)} "
-        f"AND counted_at < {timestamp_literal(window.end)} "
+        f"SELECT {columns} FROM {table_ref(settings.raw_table_id)} "
+        f"WHERE {time_range('counted_at', window.start, window.end)} "
         "ORDER BY counted_at, counter_id"
     )
 
@@ -56,7 +55,7 @@ def actuals_query(settings: VelocastSettings, window: ActualsWindow) -> str:
 def read_actuals(
     settings: VelocastSettings, window: ActualsWindow, *, client: bigquery.Client | None = None
 ) -> pd.DataFrame:
-    """The raw table's rows in ``window`` (normalised shape: ``counter_id``, ``counted_at``, ...)."""
+    """The raw table's rows in ``window`` (normalized shape: ``counter_id``, ``counted_at``, ...)."""
     client = client if client is not None else bigquery_client(settings)
     job = client.query(actuals_query(settings, window))
     return job.result().to_dataframe(create_bqstorage_client=False)

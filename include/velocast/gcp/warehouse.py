@@ -21,6 +21,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from velocast.contract import TableContract
+from velocast.data.sql import table_ref
 from velocast.gcp.hooks import EmulatorAwareBigQueryHook
 from velocast.gcp.storage import Storage
 from velocast.settings import VelocastSettings
@@ -161,8 +162,8 @@ class Warehouse:
         """
         statements = ["BEGIN TRANSACTION;"]
         for target, where, staging in replacements:
-            statements.append(f"DELETE FROM `{target}` WHERE {where};")
-            statements.append(f"INSERT INTO `{target}` SELECT * FROM `{staging}`;")
+            statements.append(f"DELETE FROM {table_ref(target)} WHERE {where};")
+            statements.append(f"INSERT INTO {table_ref(target)} SELECT * FROM {table_ref(staging)};")
         statements.append("COMMIT TRANSACTION;")
         self.run_script("\n".join(statements))
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from velocast.data.normalize import DATA_COLUMNS, REJECTED_COLUMNS, normalize, read_source, records_to_frame
+from velocast.contract import REJECTED_ROW_COLUMNS
+from velocast.data.columns import DATA_COLUMNS
+from velocast.data.normalize import normalize
+from velocast.data.readers import read_source, records_to_frame
 from velocast.data.validation import (
     DUPLICATE_REASON,
     TooManyRejectedRowsError,
@@ -80,7 +83,7 @@ def test_clean_frame_passes(settings: VelocastSettings) -> None:
     assert report.success
     pd.testing.assert_frame_equal(report.valid, frame)
     assert report.quarantined.empty
-    assert list(report.quarantined.columns) == list(REJECTED_COLUMNS)
+    assert list(report.quarantined.columns) == list(REJECTED_ROW_COLUMNS)
     assert report.duplicates_dropped == 0
     assert all(outcome.success and outcome.unexpected_count == 0 for outcome in report.expectation_results)
 
@@ -221,20 +224,20 @@ def test_quarantine_columns_and_raw_records(settings: VelocastSettings) -> None:
     frame = normalize(raw).frame
     report = validate(frame, settings, raw=raw)
     quarantined = report.quarantined
-    assert list(quarantined.columns) == list(REJECTED_COLUMNS)
+    assert list(quarantined.columns) == list(REJECTED_ROW_COLUMNS)
     assert quarantined.index.tolist() == [1]
     assert json.loads(quarantined["raw_record"].iloc[0]) == records[1]  # as received
     assert quarantined["counter_id"].tolist() == ["100003096-353242251"]
     assert quarantined["counted_at"].tolist() == [pd.Timestamp(hour(2))]
     assert str(quarantined["counted_at"].dtype) == "datetime64[ns, UTC]"
 
-    normalised = json.loads(validate(frame, settings).quarantined["raw_record"].iloc[0])
-    assert normalised["hourly_count"] == -4
-    assert normalised["counted_at"] == "2024-01-02T02:00:00+00:00"
-    assert set(normalised) == set(DATA_COLUMNS)
+    normalized = json.loads(validate(frame, settings).quarantined["raw_record"].iloc[0])
+    assert normalized["hourly_count"] == -4
+    assert normalized["counted_at"] == "2024-01-02T02:00:00+00:00"
+    assert set(normalized) == set(DATA_COLUMNS)
 
 
-def test_valid_keeps_the_normalised_columns_and_index(settings: VelocastSettings) -> None:
+def test_valid_keeps_the_normalized_columns_and_index(settings: VelocastSettings) -> None:
     frame = frame_of(record(date=hour(1)), record(date=hour(2)))
     frame.index = pd.Index([7, 9])
     report = validate(frame, settings)
@@ -248,7 +251,7 @@ def test_empty_frame(settings: VelocastSettings) -> None:
     assert report.success and report.valid.empty and report.duplicates_dropped == 0
 
 
-def test_frame_must_be_normalised(settings: VelocastSettings) -> None:
+def test_frame_must_be_normalized(settings: VelocastSettings) -> None:
     with pytest.raises(ValueError, match="lacks contract columns"):
         validate(pd.DataFrame({"counter_id": ["a"]}), settings)
 
