@@ -6,8 +6,8 @@ Runs each scale in its own process (so peak RSS is per scale) against the local 
     .venv/bin/python -m bench.bench_ingest            # both scales
     .venv/bin/python -m bench.bench_ingest --days 30  # one scale
 
-Steps timed: fetch (API export → NDJSON staged in GCS), normalise+validate (NDJSON →
-normalised, Great Expectations suite → Parquet staged in GCS), load (load jobs + the
+Steps timed: fetch (API export → NDJSON staged in GCS), normalize+validate (NDJSON →
+normalized, Great Expectations suite → Parquet staged in GCS), load (load jobs + the
 replace-days transaction in BigQuery).
 """
 
@@ -25,21 +25,23 @@ SCALES = {"30 days": 30, "13 months": 395}
 
 
 def _run_scale(days: int, queue: Any) -> None:
-    from velocast.ingest import steps as ingestion
+    from velocast.ingest import steps
+    from velocast.ingest.run import IngestionRun
+    from velocast.ingest.window import IngestionWindow
     from velocast.settings import get_settings
 
     settings = get_settings()
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    window = ingestion.IngestionWindow(logical_date=end.date(), start=end - timedelta(days=days), end=end)
-    run_id = f"bench__{days}d"
-    ingestion.ensure_tables(settings)
+    window = IngestionWindow(logical_date=end.date(), start=end - timedelta(days=days), end=end)
+    run = IngestionRun(window=window, run_id=f"bench__{days}d", settings=settings)
+    steps.ensure_tables(settings)
 
     started = time.perf_counter()
-    extracted = ingestion.extract(window, run_id, settings)
+    extracted = steps.extract(run)
     fetched_at = time.perf_counter()
-    outcome = ingestion.transform(window, extracted["raw_uri"], run_id, settings)
+    outcome = steps.transform(run, extracted)
     transformed_at = time.perf_counter()
-    loaded = ingestion.load(window, outcome, run_id, settings)
+    loaded = steps.load(run, outcome)
     loaded_at = time.perf_counter()
     queue.put(
         {
@@ -48,7 +50,7 @@ def _run_scale(days: int, queue: Any) -> None:
             "fetch_s": fetched_at - started,
             "transform_s": transformed_at - fetched_at,
             "load_s": loaded_at - transformed_at,
-            "loaded": loaded["rows_loaded"],
+            "loaded": loaded.rows_loaded,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     )

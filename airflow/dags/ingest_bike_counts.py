@@ -1,5 +1,3 @@
-# TaskFlow wiring passes XComArgs where the task functions take their resolved values.
-# mypy: disable-error-code="arg-type"
 """
 ### Ingest bike counts (DAG 1)
 
@@ -11,13 +9,16 @@ Daily at 02:00 Europe/Paris, re-ingests the **trailing N UTC days** (default 3,
 
 - **extract** fetches the window (exports endpoint, records endpoint as fallback; retries on
   429/5xx honouring `Retry-After`) and stages the raw records in GCS;
-- **transform** normalises the field variants, validates them with Great Expectations against
+- **transform** normalizes the field variants, validates them with Great Expectations against
   the data contract, stages valid and quarantined rows in GCS, and **fails** when the rejected
   share exceeds `VELOCAST_MAX_REJECTED_SHARE` (the quarantine is still written);
 - **load** replaces exactly the window's days in `hourly_counts` (and this run's quarantine
   partition) in one BigQuery transaction: re-runs and overlapping windows never duplicate or
   lose a row, and a failed run leaves its days as they were;
 - **report** appends a row to `ingestion_log` and emits statsd metrics (`velocast.ingest.*`).
+
+A task whose data is wrong (too many rejected rows) fails at once; a task whose dependency is
+unavailable (the API, GCS, BigQuery) is retried (`VELOCAST_INGEST_TASK_RETRIES`).
 
 Set `VELOCAST_INGEST_CATCHUP=true` to let the scheduler catch up from
 `VELOCAST_INGEST_START_DATE`. Backfill any range from the UI,
@@ -28,93 +29,95 @@ API: the result equals the daily runs'.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Any
 
-import pendulum
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context
 
+from velocast.contract import PARIS, PARIS_TZ
 from velocast.ingest import assets
+from velocast.ingest.run import ExtractOutcome, IngestionLogRow, IngestionRun, LoadOutcome, TransformOutcome
+from velocast.ingest.taskflow import retry_policy_by_error_family, typed_task
+from velocast.ingest.window import IngestionWindow
 from velocast.settings import get_settings
 
-# Task bodies import velocast.ingest.steps (pandas, the Google hooks) when they run, keeping the
-# file quick to parse for the dag-processor.
+# Task bodies import velocast.ingest.steps (pandas, the Google clients) when they run, keeping the
+# file quick to parse for the dag-processor. Task outputs travel through XCom as the dataclasses
+# of velocast.ingest.run ([core] allowed_deserialization_classes includes velocast.*).
+
+settings = get_settings()
 
 
-def _run_id() -> str:
-    return str(get_current_context()["run_id"])
+def _run(window: IngestionWindow) -> IngestionRun:
+    """The context of the run the current task belongs to."""
+    return IngestionRun(window=window, run_id=get_current_context()["run_id"], settings=get_settings())
 
 
 @dag(
     dag_id="ingest_bike_counts",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="Europe/Paris"),
-    start_date=pendulum.instance(
-        datetime.combine(get_settings().ingest_start_date, time(0)), tz="Europe/Paris"
-    ),
-    catchup=get_settings().ingest_catchup,
+    schedule=CronTriggerTimetable("0 2 * * *", timezone=PARIS_TZ),
+    start_date=datetime.combine(settings.ingest_start_date, time(0), tzinfo=PARIS),
+    catchup=settings.ingest_catchup,
     max_active_runs=1,
     default_args={
-        "retries": get_settings().ingest_task_retries,
+        "retries": settings.ingest_task_retries,
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
+        "retry_policy": retry_policy_by_error_family(),
     },
     dagrun_timeout=timedelta(hours=2),
     tags=["velocast", "ingestion"],
     doc_md=__doc__,
 )
 def ingest_bike_counts() -> None:
-    @task
+    @typed_task()
     def ensure_tables() -> dict[str, str]:
-        from velocast.ingest import steps as ingestion
+        """Create the raw, quarantine and log tables when missing (Terraform creates them in production)."""
+        from velocast.ingest import steps
 
-        return ingestion.ensure_tables(get_settings())
+        return steps.ensure_tables(get_settings())
 
-    @task
-    def plan_window(logical_date: Any = None) -> dict[str, str]:
-        from velocast.ingest import steps as ingestion
+    @typed_task()
+    def plan_window() -> IngestionWindow:
+        """The trailing UTC days this run re-ingests: the days before its logical date's day in Paris."""
+        from velocast.ingest.window import plan_window
 
-        return ingestion.plan_window(logical_date, get_settings().ingest_trailing_days).to_xcom()
+        return plan_window(get_current_context()["logical_date"], get_settings().ingest_trailing_days)
 
-    @task
-    def extract(window: dict[str, str]) -> dict[str, Any]:
-        from velocast.ingest import steps as ingestion
-        from velocast.ingest.steps import IngestionWindow
+    @typed_task()
+    def extract(window: IngestionWindow) -> ExtractOutcome:
+        """Fetch the window from the Open Data API and stage the raw records (NDJSON) in GCS."""
+        from velocast.ingest import steps
 
-        return ingestion.extract(IngestionWindow.from_xcom(window), _run_id(), get_settings())
+        return steps.extract(_run(window))
 
-    @task
-    def transform(window: dict[str, str], extracted: dict[str, Any]) -> dict[str, Any]:
-        from velocast.ingest import steps as ingestion
-        from velocast.ingest.steps import IngestionWindow
+    @typed_task()
+    def transform(window: IngestionWindow, extracted: ExtractOutcome) -> TransformOutcome:
+        """Normalize and validate the records; stage the valid and the quarantined rows (Parquet) in GCS.
 
-        settings = get_settings()
-        target = IngestionWindow.from_xcom(window)
-        outcome = ingestion.transform(target, extracted["raw_uri"], _run_id(), settings)
-        ingestion.enforce_rejected_share(target, outcome, extracted, _run_id(), settings)
-        return outcome.to_xcom()
+        Fails without retry when the rejected share exceeds the threshold, after writing the
+        quarantine partition and a `rejected` row in the ingestion log.
+        """
+        from velocast.ingest import steps
 
-    @task(outlets=[assets.RAW_COUNTS, assets.QUARANTINE])
-    def load(window: dict[str, str], transformed: dict[str, Any]) -> dict[str, Any]:
-        from velocast.ingest import steps as ingestion
-        from velocast.ingest.steps import IngestionWindow, TransformOutcome
+        run = _run(window)
+        transformed = steps.transform(run, extracted)
+        steps.enforce_rejected_share(run, extracted, transformed)
+        return transformed
 
-        outcome = TransformOutcome(**transformed)
-        return ingestion.load(IngestionWindow.from_xcom(window), outcome, _run_id(), get_settings())
+    @typed_task(outlets=[assets.RAW_COUNTS, assets.QUARANTINE])
+    def load(window: IngestionWindow, transformed: TransformOutcome) -> LoadOutcome:
+        """Replace the window's days that have data and the run's quarantine partition, in one transaction."""
+        from velocast.ingest import steps
 
-    @task(outlets=[assets.INGESTION_LOG])
+        return steps.load(_run(window), transformed)
+
+    @typed_task(outlets=[assets.INGESTION_LOG])
     def report(
-        window: dict[str, str], extracted: dict[str, Any], transformed: dict[str, Any], loaded: dict[str, Any]
-    ) -> dict[str, Any]:
-        from velocast.ingest import steps as ingestion
-        from velocast.ingest.steps import IngestionWindow, TransformOutcome
+        window: IngestionWindow, extracted: ExtractOutcome, transformed: TransformOutcome, loaded: LoadOutcome
+    ) -> IngestionLogRow:
+        """Append the run's row to the ingestion log, emit its metrics, remove its staged files."""
+        from velocast.ingest import steps
 
-        return ingestion.report(
-            IngestionWindow.from_xcom(window),
-            TransformOutcome(**transformed),
-            extracted,
-            int(loaded["rows_loaded"]),
-            _run_id(),
-            get_settings(),
-        )
+        return steps.report(_run(window), extracted, transformed, loaded)
 
     window = plan_window()
     extracted = extract(window)

@@ -18,8 +18,10 @@ import pytest
 from airflow.timetables.base import TimeRestriction
 
 from velocast import contract
+from velocast.data.sql import date_literal, timestamp_literal
+from velocast.errors import RequestError, UnavailableError
 from velocast.gcp.warehouse import Warehouse
-from velocast.ingest.steps import plan_window
+from velocast.ingest.window import plan_window
 from velocast.local.airflow_env import migrate_airflow_db
 from velocast.settings import VelocastSettings, get_settings
 
@@ -34,13 +36,17 @@ def airflow_db(settings: VelocastSettings) -> None:
     migrate_airflow_db(settings)
 
 
-@pytest.fixture(scope="module")
-def parsed_dag(settings: VelocastSettings, airflow_db: None) -> Any:
+def parse_dag(settings: VelocastSettings) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(settings.airflow_dags_folder))
     assert bag.import_errors == {}
     return bag.get_dag(DAG_ID)
+
+
+@pytest.fixture(scope="module")
+def parsed_dag(settings: VelocastSettings, airflow_db: None) -> Any:
+    return parse_dag(settings)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +94,8 @@ def window_counts(warehouse: Warehouse, start: datetime, end: datetime) -> tuple
     raw = warehouse.table_id(contract.load_contract(contract.RAW_COUNTS))
     frame = warehouse.query_frame(
         f"SELECT COUNT(*) AS n, COUNT(DISTINCT CONCAT(counter_id, '|', CAST(counted_at AS STRING))) AS k "
-        f"FROM `{raw}` WHERE counted_at >= TIMESTAMP '{start.isoformat()}' "
-        f"AND counted_at < TIMESTAMP '{end.isoformat()}'"
+        f"FROM `{raw}` WHERE counted_at >= {timestamp_literal(start)} "
+        f"AND counted_at < {timestamp_literal(end)}"
     )
     return int(frame.n[0]), int(frame.k[0])
 
@@ -97,15 +103,13 @@ def window_counts(warehouse: Warehouse, start: datetime, end: datetime) -> tuple
 def log_rows(warehouse: Warehouse, logical_day: date) -> Any:
     table = warehouse.table_id(contract.load_contract(contract.INGESTION_LOG))
     return warehouse.query_frame(
-        f"SELECT * FROM `{table}` WHERE logical_date = DATE '{logical_day.isoformat()}' ORDER BY logged_at"
+        f"SELECT * FROM `{table}` WHERE logical_date = {date_literal(logical_day)} ORDER BY logged_at"
     )
 
 
 def quarantine_rows(warehouse: Warehouse, logical_day: date) -> Any:
     table = warehouse.table_id(contract.load_contract(contract.QUARANTINE))
-    return warehouse.query_frame(
-        f"SELECT * FROM `{table}` WHERE logical_date = DATE '{logical_day.isoformat()}'"
-    )
+    return warehouse.query_frame(f"SELECT * FROM `{table}` WHERE logical_date = {date_literal(logical_day)}")
 
 
 def core_timetable(dag: Any) -> Any:
@@ -268,23 +272,45 @@ def test_malformed_rows_are_quarantined_with_reasons(dag, warehouse, replay, set
     assert len(quarantine_rows(warehouse, window.logical_date)) == 0
 
 
-def test_too_many_rejected_rows_fail_loudly(dag, warehouse, replay, settings, monkeypatch) -> None:
+def test_too_many_rejected_rows_fail_loudly(warehouse, replay, settings, monkeypatch) -> None:
+    """The run fails at the transform's first try, even with retries configured: the data is wrong,
+    so a retry would fail the same way (and would log the run as rejected once per try)."""
     logical = logical_date_days_ago(70)
     window = plan_window(logical, settings.ingest_trailing_days)
+    logged_before = len(log_rows(warehouse, window.logical_date))
     monkeypatch.setenv("VELOCAST_MAX_REJECTED_SHARE", "0.0001")
+    monkeypatch.setenv("VELOCAST_INGEST_TASK_RETRIES", "2")
     get_settings.cache_clear()
     try:
+        retrying_dag = parse_dag(get_settings())
+        assert retrying_dag.get_task("transform").retries == 2
         replay.post(
             "/__admin/faults", json={"mode": "malformed_rows", "count": 1, "rows": 7}
         ).raise_for_status()
-        assert run(dag, logical) == "failed"
+        dag_run = retrying_dag.test(logical_date=logical)
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+    assert str(dag_run.state) == "failed"
+    transform = dag_run.get_task_instance("transform")
+    assert (str(transform.state), transform.try_number) == ("failed", 1)
     assert window_counts(warehouse, window.start, window.end) == (0, 0)
     log = log_rows(warehouse, window.logical_date)
+    assert len(log) == logged_before + 1
     assert log.iloc[-1].status == "rejected"
     assert len(quarantine_rows(warehouse, window.logical_date)) == 7
+
+
+def test_every_task_fails_request_errors_at_once_and_retries_unavailable_ones(
+    parsed_dag: Any, settings: VelocastSettings
+) -> None:
+    from airflow.sdk import RetryAction
+
+    for task in parsed_dag.tasks:
+        assert task.retries == settings.ingest_task_retries, task.task_id
+        policy = task.retry_policy
+        assert policy.evaluate(RequestError("bad data"), 1, 3).action is RetryAction.FAIL, task.task_id
+        assert policy.evaluate(UnavailableError("down"), 1, 3).action is RetryAction.RETRY, task.task_id
 
 
 def test_ingestion_metrics_reach_statsd(dag, warehouse, replay, settings, monkeypatch) -> None:

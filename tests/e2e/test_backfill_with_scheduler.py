@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from velocast import contract
+from velocast.data.sql import timestamp_literal
 from velocast.gcp.warehouse import Warehouse
-from velocast.ingest.steps import plan_window
+from velocast.ingest.window import plan_window
 from velocast.local.airflow_env import AirflowServices
 from velocast.local.stack import running
 from velocast.settings import VelocastSettings
@@ -120,7 +121,7 @@ def test_cli_backfill_runs_through_the_scheduler(
     warehouse = Warehouse(settings)
     raw = warehouse.table_id(contract.load_contract(contract.RAW_COUNTS))
     rows = warehouse.scalar(
-        f"SELECT COUNT(*) FROM `{raw}` WHERE counted_at >= TIMESTAMP '{start.start.isoformat()}' "
-        f"AND counted_at < TIMESTAMP '{end.end.isoformat()}'"
+        f"SELECT COUNT(*) FROM `{raw}` WHERE counted_at >= {timestamp_literal(start.start)} "
+        f"AND counted_at < {timestamp_literal(end.end)}"
     )
     assert rows == expected

@@ -30,6 +30,8 @@ def airflow_environment(settings: VelocastSettings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.airflow_dags_folder),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.airflow_plugins_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Task outputs travel through XCom as velocast dataclasses (velocast.ingest.run).
+        "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.* velocast.*",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # The default spawns 32 workers; two cores need far fewer.
         "AIRFLOW__CORE__PARALLELISM": "4",

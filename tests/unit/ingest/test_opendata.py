@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from velocast.ingest.opendata import (
-    InvalidBodyError,
-    OpenDataClient,
-    OpenDataError,
-    OpenDataUnavailableError,
-    _midpoint,
-    _retry_after,
-    iter_json_array,
-)
+from velocast.ingest.opendata import OpenDataClient, _midpoint
+from velocast.ingest.opendata_http import OpenDataError, OpenDataUnavailableError
 from velocast.settings import VelocastSettings
 
 RETRIES = 3
@@ -186,32 +178,6 @@ def test_window_must_be_aware_and_non_empty(replay) -> None:
 
 
 # --- pure helpers ---------------------------------------------------------------------------
-
-
-def test_iter_json_array_survives_any_chunking() -> None:
-    records = [{"name": "Quai d'Orsay É-O", "n": i, "c": {"lat": 48.8}} for i in range(50)]
-    body = json.dumps(records, ensure_ascii=False, indent=1).encode()  # newlines inside records
-    for size in (1, 7, 64, len(body)):
-        chunks = iter([body[i : i + size] for i in range(0, len(body), size)])
-        raws = list(iter_json_array(chunks))
-        assert [json.loads(raw) for raw in raws] == records
-        assert all("\n" not in raw for raw in raws)
-    assert list(iter_json_array(iter([b" [ ] "]))) == []
-
-
-@pytest.mark.parametrize(
-    "body", [b'[{"a": 1}, {"b"', b'[{"a": 1}', b'{"a": 1}', b"[1, 2]", b'[{"a": 1}] x', b""]
-)
-def test_iter_json_array_rejects_truncated_or_wrong_bodies(body: bytes) -> None:
-    with pytest.raises(InvalidBodyError):
-        list(iter_json_array(iter([body])))
-
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert _retry_after("2") == 2.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= (_retry_after(later) or 0) <= 30
 
 
 def test_midpoint_prefers_whole_hours() -> None:

@@ -1,17 +1,18 @@
+"""The ingestion window (``velocast.ingest.window``), and the contract Parquet and SQL it is loaded with."""
+
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
+from airflow.sdk.serde import deserialize, serialize
 
-from velocast.contract import QUARANTINE, RAW_COUNTS, load_contract
+from velocast.contract import PARIS, QUARANTINE, RAW_COUNTS, load_contract
 from velocast.data.sql import timestamp_literal
 from velocast.gcp.warehouse import arrow_schema, safe_table_suffix, write_contract_parquet
-from velocast.ingest.steps import IngestionWindow, plan_window
-
-PARIS = ZoneInfo("Europe/Paris")
+from velocast.ingest.window import IngestionWindow, plan_window
 
 
 def test_window_is_the_trailing_utc_days_before_the_paris_run_day() -> None:
@@ -36,8 +37,21 @@ def test_window_across_the_spring_clock_change() -> None:
 
 
 def test_window_round_trips_through_xcom() -> None:
+    """Through Airflow's own serde (what XCom uses), JSON in between as in the metadata database."""
     window = plan_window(datetime(2024, 1, 10, 1, tzinfo=UTC), trailing_days=3)
-    assert IngestionWindow.from_xcom(window.to_xcom()) == window
+    back = deserialize(json.loads(json.dumps(serialize(window))))
+    assert isinstance(back, IngestionWindow)
+    assert back == window
+    assert back.start.tzinfo is UTC and back.end.tzinfo is UTC  # not the pendulum zone serde gives back
+
+
+def test_window_bounds_are_aware_and_stored_in_utc() -> None:
+    paris_midnight = datetime(2024, 1, 10, tzinfo=PARIS)
+    window = IngestionWindow(date(2024, 1, 10), paris_midnight - timedelta(days=1), paris_midnight)
+    assert window.end == datetime(2024, 1, 9, 23, tzinfo=UTC) and window.end.tzinfo is UTC
+    assert str(window) == "2024-01-08T23:00:00+00:00..2024-01-09T23:00:00+00:00 (run of 2024-01-10)"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        IngestionWindow(date(2024, 1, 10), datetime(2024, 1, 9), datetime(2024, 1, 10, tzinfo=UTC))
 
 
 @pytest.mark.parametrize("bad", [datetime(2024, 1, 10), None])

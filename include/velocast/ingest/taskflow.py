@@ -1,0 +1,107 @@
+"""TaskFlow for velocast's DAGs: failures by error family, and typed wiring of task outputs.
+
+Airflow-facing (it imports ``airflow.sdk``); the DAG files use it, the steps never do.
+
+**Failures by family** (``retry_policy_by_error_family``): Airflow 3.3's ``retry_policy`` decides,
+in the worker, from the exception itself. A ``velocast.errors.RequestError`` (the data or the
+request is wrong: too many rejected rows, …) fails the task at once, since a retry would fail the
+same way; an ``UnavailableError`` (the Open Data API, GCS or BigQuery cannot be reached) is retried
+up to the task's ``retries``; anything else keeps Airflow's usual retries.
+
+**Typed wiring** (``typed_task``): ``airflow.sdk.task`` types a task call with the function's own
+parameters but returns an untyped ``XComArg`` (``airflow.sdk.bases.decorator.Task`` says so), so
+passing one task's output to the next fails mypy's ``arg-type`` check. ``typed_task`` wraps that
+``XComArg`` in ``Output[R]``, ``R`` being what the task returns, and takes ``Output[A]`` where the
+function takes ``A``: mypy checks that each task gets the outputs it expects, and at run time
+TaskFlow resolves each ``XComArg`` to the upstream return value, rebuilt from XCom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
+
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, XComArg, task
+
+from velocast.errors import RequestError, UnavailableError
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+
+
+def retry_policy_by_error_family() -> ExceptionRetryPolicy:
+    """The ``retry_policy`` of every velocast task (set it in the DAG's ``default_args``)."""
+    return ExceptionRetryPolicy(
+        rules=[
+            RetryRule(
+                exception=RequestError,
+                action=RetryAction.FAIL,
+                reason="a velocast request error: the data or the request is wrong, a retry would fail too",
+            ),
+            RetryRule(
+                exception=UnavailableError,
+                action=RetryAction.RETRY,
+                reason="a velocast unavailable error: a dependency cannot be reached, retried",
+            ),
+        ],
+        default=RetryAction.DEFAULT,
+    )
+
+
+class Output(Generic[R_co]):
+    """The output of a task returning ``R_co``, while the DAG is wired: its ``XComArg``, typed."""
+
+    def __init__(self, xcom_arg: XComArg) -> None:
+        self.xcom_arg = xcom_arg
+
+    def __rshift__(self, downstream: Output[Any]) -> Output[Any]:
+        """``a >> b``: ``b``'s task runs after ``a``'s, as with plain ``XComArg``s."""
+        self.xcom_arg.set_downstream(downstream.xcom_arg)
+        return downstream
+
+
+class TypedTask:
+    """Turns ``f(a: A, …) -> R`` into a task called as ``f(Output[A], …) -> Output[R]`` (up to 4 inputs)."""
+
+    def __init__(self, task_kwargs: dict[str, Any]) -> None:
+        self.task_kwargs = task_kwargs
+
+    @overload
+    def __call__(self, function: Callable[[], R], /) -> Callable[[], Output[R]]: ...
+
+    @overload
+    def __call__(self, function: Callable[[A], R], /) -> Callable[[Output[A]], Output[R]]: ...
+
+    @overload
+    def __call__(self, function: Callable[[A, B], R], /) -> Callable[[Output[A], Output[B]], Output[R]]: ...
+
+    @overload
+    def __call__(
+        self, function: Callable[[A, B, C], R], /
+    ) -> Callable[[Output[A], Output[B], Output[C]], Output[R]]: ...
+
+    @overload
+    def __call__(
+        self, function: Callable[[A, B, C, D], R], /
+    ) -> Callable[[Output[A], Output[B], Output[C], Output[D]], Output[R]]: ...
+
+    def __call__(self, function: Callable[..., Any], /) -> Callable[..., Output[Any]]:
+        # The function itself goes to @task: Airflow reads its signature, docstring and annotations.
+        airflow_task = task(**self.task_kwargs)(function)
+
+        def call(*upstream: Output[Any]) -> Output[Any]:
+            return Output(airflow_task(*(output.xcom_arg for output in upstream)))
+
+        return call
+
+
+def typed_task(**task_kwargs: Any) -> TypedTask:
+    """``@task(**task_kwargs)`` whose calls take and return ``Output``s (positional arguments only)."""
+    return TypedTask(task_kwargs)
+
+
+__all__ = ["Output", "TypedTask", "retry_policy_by_error_family", "typed_task"]
