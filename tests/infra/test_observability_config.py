@@ -30,6 +30,7 @@ import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from velocast.exporter import server as exporter
+from velocast.exporter.catalog import metric_names as exporter_metric_names
 from velocast.settings import VelocastSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def is_known(name: str) -> bool:
     )
 
 
-KNOWN_NAMES = serving_metric_names() | set(exporter.metric_names()) | PROMETHEUS_BUILTINS
+KNOWN_NAMES = serving_metric_names() | set(exporter_metric_names()) | PROMETHEUS_BUILTINS
 STATSD_PATTERNS = statsd_name_patterns()
 
 _NOT_METRICS = {

@@ -19,11 +19,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from velocast import contract
-from velocast.data.sql import date_literal, timestamp_literal
+from velocast.data.sql import date_literal, table_ref, timestamp_literal
 from velocast.exporter.server import start_exporter
 from velocast.gcp.storage import Storage
 from velocast.gcp.warehouse import Warehouse, write_contract_parquet
-from velocast.ingest.steps import append_log_row
+from velocast.ingest.runlog import append_log_row
 from velocast.ml.registry import Registry
 from velocast.settings import VelocastSettings
 
@@ -125,7 +125,7 @@ def insert_decision(warehouse: Warehouse, table_id: str, run_id: str, run_date: 
         else:
             row[column] = f"'{item}'"
     columns = ", ".join(row)
-    warehouse.run_script(f"INSERT INTO `{table_id}` ({columns}) VALUES ({', '.join(row.values())})")
+    warehouse.run_script(f"INSERT INTO {table_ref(table_id)} ({columns}) VALUES ({', '.join(row.values())})")
 
 
 def load_predictions(settings: VelocastSettings, warehouse: Warehouse, day: date, hours: int) -> None:

@@ -1,347 +1,21 @@
-"""The MLOps exporter's pure parts: registry / audit / log rows → metric families, the collector."""
+"""The exporter's service: the caching collector, failing sources, the registry it is served from."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from google.api_core.exceptions import NotFound
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from velocast.exporter import server as exporter
-from velocast.exporter.server import (
-    METRICS,
-    MlopsCollector,
-    build_registry,
-    decision_families,
-    ingestion_families,
-    prediction_families,
-    registry_families,
-)
-from velocast.ml.registry import empty_summary
+from tests.unit.exporter.metric_samples import names, samples, value
+from velocast.exporter import server as exporter_server
+from velocast.exporter.catalog import DECISION_WINDOW_DAYS
+from velocast.exporter.families import registry_families
+from velocast.exporter.server import MlopsCollector, build_registry, error_kind
 from velocast.settings import VelocastSettings
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-Labels = tuple[tuple[str, str], ...]
-
-
-def samples(families: Iterable[Metric]) -> dict[tuple[str, Labels], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in families
-        for sample in family.samples
-    }
-
-
-def value(found: dict[tuple[str, Labels], float], name: str, **labels: str) -> float:
-    return found[(name, tuple(sorted(labels.items())))]
-
-
-def names(found: dict[tuple[str, Labels], float]) -> set[str]:
-    return {name for name, _ in found}
-
-
-def entry(
-    run_id: str, model_type: str, *, champion: bool, r2_current: float | None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "model_uri": f"models:/velocast/{run_id}",
-        "model_type": model_type,
-        "metrics": {
-            "test_baseline": {"r2": 0.81, "rmse": 40.0, "mae": 20.0},
-            "test_current": {"r2": r2_current, "rmse": 41.0, "mae": 21.0},
-        },
-        "data_window": {"start": "2024-01-01T00:00:00Z", "end": "2024-01-31T00:00:00Z"},
-        "created_at": "2024-02-01T12:00:00Z",
-        "is_champion": champion,
-        **extra,
-    }
-
-
-# --- registry ------------------------------------------------------------------------------------
-
-
-def test_an_empty_registry_reports_no_champion_in_each_environment() -> None:
-    found = samples(registry_families(empty_summary()))
-    assert found == {
-        ("velocast_registry_champions", (("env", "dev"),)): 0.0,
-        ("velocast_registry_champions", (("env", "prod"),)): 0.0,
-    }
-
-
-def test_registry_champions_per_environment_and_model_type() -> None:
-    doc = empty_summary()
-    doc["environments"]["dev"]["models"] = [
-        entry("old", "hgb", champion=False, r2_current=0.80),
-        entry("best", "hgb", champion=True, r2_current=0.88),
-        entry("forest", "rf", champion=False, r2_current=0.70),
-    ]
-    doc["environments"]["prod"]["models"] = [
-        entry("p1", "hgb", champion=True, r2_current=None, test_mode=False),
-    ]
-    found = samples(registry_families(doc))
-
-    assert value(found, "velocast_registry_entries", env="dev", model_type="hgb") == 2
-    assert value(found, "velocast_registry_entries", env="dev", model_type="rf") == 1
-    assert value(found, "velocast_registry_champions", env="dev") == 1
-    assert value(found, "velocast_registry_champions", env="prod") == 1
-    info = {labels for name, labels in found if name == "velocast_registry_champion_info"}
-    assert info == {
-        (("env", "dev"), ("model_type", "hgb"), ("run_id", "best"), ("test_mode", "false")),
-        (("env", "prod"), ("model_type", "hgb"), ("run_id", "p1"), ("test_mode", "false")),
-    }
-    assert (
-        value(found, "velocast_registry_champion_r2", env="dev", model_type="hgb", split="test_current")
-        == 0.88
-    )
-    assert (
-        value(found, "velocast_registry_champion_r2", env="dev", model_type="hgb", split="test_baseline")
-        == 0.81
-    )
-    # An undefined R² (null in the registry) is an absent series, not 0 or NaN.
-    assert (
-        "velocast_registry_champion_r2",
-        (("env", "prod"), ("model_type", "hgb"), ("split", "test_current")),
-    ) not in found
-    created = datetime(2024, 2, 1, 12, tzinfo=UTC).timestamp()
-    assert (
-        value(found, "velocast_registry_champion_created_timestamp_seconds", env="dev", model_type="hgb")
-        == created
-    )
-    # rf has entries but no champion: no champion series for it.
-    assert not any(dict(labels).get("model_type") == "rf" for name, labels in found if "champion" in name)
-
-
-# --- model_decisions ------------------------------------------------------------------------------
-
-TODAY = date(2024, 3, 31)
-
-
-def decision(
-    run_id: str,
-    run_date: str,
-    *,
-    branch: str,
-    decision: str | None,
-    promoted: bool = False,
-    env: str = "prod",
-    model_type: str = "hgb",
-    drift_share: float | None = None,
-    recent_r2: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "airflow_run_id": run_id,
-        "run_date": date.fromisoformat(run_date),
-        "env": env,
-        "model_type": model_type,
-        "branch": branch,
-        "decision": decision,
-        "promoted": promoted,
-        "drift_share": drift_share,
-        "champion_recent_r2": recent_r2,
-        "challenger_r2_test_baseline": 0.8 if branch == "RETRAIN" else None,
-        "challenger_r2_test_current": 0.9 if branch == "RETRAIN" else None,
-        "logged_at": datetime.fromisoformat(f"{run_date}T01:30:00+00:00"),
-    }
-
-
-def as_bigquery_frame_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as ``Warehouse.query_frame(...).to_dict("records")`` gives them (NaN, NaT, NA)."""
-    frame = pd.DataFrame(rows)
-    for column in (
-        "drift_share",
-        "champion_recent_r2",
-        "challenger_r2_test_baseline",
-        "challenger_r2_test_current",
-    ):
-        frame[column] = frame[column].astype("float64")
-    frame["promoted"] = frame["promoted"].astype("boolean")
-    frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True)
-    return [{str(k): v for k, v in record.items()} for record in frame.to_dict("records")]
-
-
-def test_decisions_last_run_state_sets_and_values() -> None:
-    rows = [
-        decision(
-            "w1",
-            "2024-03-10",
-            branch="RETRAIN",
-            decision="DEPLOY",
-            promoted=True,
-            drift_share=0.6,
-            recent_r2=0.5,
-        ),
-        decision("w2", "2024-03-17", branch="RETRAIN", decision="REJECT", drift_share=0.7, recent_r2=0.55),
-        decision("w3", "2024-03-24", branch="WAIT", decision=None, drift_share=0.1, recent_r2=0.83),
-    ]
-    found = samples(decision_families(as_bigquery_frame_rows(rows), today=TODAY))
-    key = {"env": "prod", "model_type": "hgb"}
-
-    assert (
-        value(found, "velocast_model_last_run_timestamp_seconds", **key)
-        == datetime(2024, 3, 24, 1, 30, tzinfo=UTC).timestamp()
-    )
-    assert value(found, "velocast_model_last_branch", **key, branch="WAIT") == 1
-    assert value(found, "velocast_model_last_branch", **key, branch="RETRAIN") == 0
-    # The last run waited: decision NONE.
-    assert {
-        d: value(found, "velocast_model_last_decision", **key, decision=d) for d in exporter.DECISIONS
-    } == {
-        "REJECT": 0,
-        "SKIP": 0,
-        "DEPLOY": 0,
-        "NONE": 1,
-    }
-    assert value(found, "velocast_model_drift_share", **key) == 0.1
-    assert value(found, "velocast_model_champion_recent_r2", **key) == 0.83
-    # A waiting run trained no challenger: absent, not NaN.
-    assert not any(name == "velocast_model_challenger_r2" for name, _ in found)
-    assert {
-        d: value(found, "velocast_model_decisions_window", **key, decision=d) for d in exporter.DECISIONS
-    } == {
-        "REJECT": 1,
-        "SKIP": 0,
-        "DEPLOY": 1,
-        "NONE": 1,
-    }
-    assert value(found, "velocast_model_promotions_window", **key) == 1
-    assert (
-        value(found, "velocast_model_last_promotion_timestamp_seconds", **key)
-        == datetime(2024, 3, 10, 1, 30, tzinfo=UTC).timestamp()
-    )
-    assert value(found, "velocast_model_decisions_window_days") == exporter.DECISION_WINDOW_DAYS
-
-
-def test_decisions_window_bounds_and_an_old_promotion() -> None:
-    rows = [
-        # Promoted long ago: counts for the last promotion, not for the window.
-        decision("old", "2023-12-31", branch="RETRAIN", decision="DEPLOY", promoted=True),
-        # First day of a 7-day window ending on TODAY (2024-03-25 .. 2024-03-31).
-        decision("edge", "2024-03-25", branch="RETRAIN", decision="SKIP"),
-        decision("before", "2024-03-24", branch="RETRAIN", decision="REJECT"),
-        decision("dev", "2024-03-30", branch="RETRAIN", decision="DEPLOY", promoted=True, env="dev"),
-    ]
-    found = samples(decision_families(rows, today=TODAY, window_days=7))
-    prod = {"env": "prod", "model_type": "hgb"}
-    dev = {"env": "dev", "model_type": "hgb"}
-
-    assert value(found, "velocast_model_decisions_window", **prod, decision="SKIP") == 1
-    assert value(found, "velocast_model_decisions_window", **prod, decision="REJECT") == 0
-    assert value(found, "velocast_model_decisions_window", **prod, decision="DEPLOY") == 0
-    assert value(found, "velocast_model_promotions_window", **prod) == 0
-    assert (
-        value(found, "velocast_model_last_promotion_timestamp_seconds", **prod)
-        == datetime(2023, 12, 31, 1, 30, tzinfo=UTC).timestamp()
-    )
-    assert value(found, "velocast_model_last_decision", **prod, decision="SKIP") == 1
-    assert value(found, "velocast_model_challenger_r2", **prod, split="test_current") == 0.9
-    assert value(found, "velocast_model_promotions_window", **dev) == 1
-    assert value(found, "velocast_model_decisions_window_days") == 7
-
-
-def test_an_unknown_decision_value_is_reported_not_dropped() -> None:
-    found = samples(
-        decision_families([decision("x", "2024-03-30", branch="RETRAIN", decision="ROLLBACK")], today=TODAY)
-    )
-    key = {"env": "prod", "model_type": "hgb"}
-    assert value(found, "velocast_model_last_decision", **key, decision="ROLLBACK") == 1
-    assert value(found, "velocast_model_last_decision", **key, decision="DEPLOY") == 0
-    assert value(found, "velocast_model_decisions_window", **key, decision="ROLLBACK") == 1
-
-
-def test_no_decision_rows_gives_only_the_window_length() -> None:
-    assert names(samples(decision_families([], today=TODAY))) == {"velocast_model_decisions_window_days"}
-
-
-# --- ingestion_log and hourly_predictions ---------------------------------------------------------
-
-
-def log_row(
-    run_id: str, logged_at: str, status: str, *, loaded: int, quarantined: int, fetched: int
-) -> dict[str, Any]:
-    return {
-        "ingestion_run_id": run_id,
-        "status": status,
-        "rows_fetched": fetched,
-        "rows_loaded": loaded,
-        "rows_quarantined": quarantined,
-        "rejected_share": quarantined / fetched,
-        "duration_seconds": None,
-        "logged_at": pd.Timestamp(logged_at),
-    }
-
-
-def test_ingestion_last_run_and_last_success() -> None:
-    rows = [
-        log_row("a", "2024-03-29T01:10:00Z", "success", loaded=7000, quarantined=10, fetched=7010),
-        log_row("b", "2024-03-30T01:10:00Z", "rejected", loaded=0, quarantined=900, fetched=9000),
-    ]
-    found = samples(ingestion_families(reversed(rows)))  # order does not matter
-    assert (
-        value(found, "velocast_ingestion_last_success_timestamp_seconds")
-        == datetime(2024, 3, 29, 1, 10, tzinfo=UTC).timestamp()
-    )
-    assert (
-        value(found, "velocast_ingestion_last_run_timestamp_seconds")
-        == datetime(2024, 3, 30, 1, 10, tzinfo=UTC).timestamp()
-    )
-    assert value(found, "velocast_ingestion_last_run_status", status="rejected") == 1
-    assert value(found, "velocast_ingestion_last_run_status", status="success") == 0
-    assert value(found, "velocast_ingestion_last_run_rows_loaded") == 0
-    assert value(found, "velocast_ingestion_last_run_rows_quarantined") == 900
-    assert value(found, "velocast_ingestion_last_run_rows_fetched") == 9000
-    assert math.isclose(value(found, "velocast_ingestion_last_run_rejected_share"), 0.1)
-    assert "velocast_ingestion_last_run_duration_seconds" not in names(found)
-
-
-def test_ingestion_without_any_success_or_rows() -> None:
-    assert ingestion_families([]) == []
-    rows = [log_row("b", "2024-03-30T01:10:00Z", "rejected", loaded=0, quarantined=900, fetched=9000)]
-    assert "velocast_ingestion_last_success_timestamp_seconds" not in names(samples(ingestion_families(rows)))
-
-
-def test_predictions_of_the_latest_date_only() -> None:
-    rows = [
-        {
-            "prediction_date": date(2024, 3, 30),
-            "model_type": "hgb",
-            "row_count": 2400,
-            "last_predicted_at": None,
-        },
-        {
-            "prediction_date": date(2024, 3, 31),
-            "model_type": "hgb",
-            "row_count": 2424,
-            "last_predicted_at": pd.Timestamp("2024-03-31T02:05:00Z"),
-        },
-        {
-            "prediction_date": date(2024, 3, 31),
-            "model_type": "rf",
-            "row_count": 24,
-            "last_predicted_at": pd.Timestamp("2024-03-31T02:06:00Z"),
-        },
-    ]
-    found = samples(prediction_families(rows))
-    assert (
-        value(found, "velocast_predictions_last_date_timestamp_seconds")
-        == datetime(2024, 3, 31, tzinfo=UTC).timestamp()
-    )
-    assert value(found, "velocast_predictions_last_date_rows", model_type="hgb") == 2424
-    assert value(found, "velocast_predictions_last_date_rows", model_type="rf") == 24
-    assert (
-        value(found, "velocast_predictions_last_written_timestamp_seconds")
-        == datetime(2024, 3, 31, 2, 6, tzinfo=UTC).timestamp()
-    )
-    assert prediction_families([]) == []
-
 
 # --- the collector: caching and failing sources ---------------------------------------------------
 
@@ -424,68 +98,24 @@ def test_a_malformed_registry_is_a_source_error(settings: VelocastSettings) -> N
     assert "velocast_registry_champions" not in families
 
 
-def test_every_exposed_family_is_declared_and_documented(settings: VelocastSettings) -> None:
-    doc = empty_summary()
-    doc["environments"]["dev"]["models"] = [entry("best", "hgb", champion=True, r2_current=0.88)]
-    readers = {
-        "registry": lambda: registry_families(doc),
-        "model_decisions": lambda: decision_families(
-            [
-                decision(
-                    "w",
-                    "2024-03-30",
-                    branch="RETRAIN",
-                    decision="DEPLOY",
-                    promoted=True,
-                    drift_share=0.2,
-                    recent_r2=0.7,
-                )
-            ],
-            today=TODAY,
-        ),
-        "ingestion_log": lambda: ingestion_families(
-            [
-                {
-                    **log_row("a", "2024-03-29T01:10:00Z", "success", loaded=7, quarantined=1, fetched=8),
-                    "duration_seconds": 3.0,
-                }
-            ]
-        ),
-        "hourly_predictions": lambda: prediction_families(
-            [
-                {
-                    "prediction_date": date(2024, 3, 31),
-                    "model_type": "hgb",
-                    "row_count": 24,
-                    "last_predicted_at": None,
-                }
-            ]
-        ),
-    }
-    text = generate_latest(build_registry(settings, readers=readers)).decode()
-    exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
-    declared = {spec.name: spec for spec in METRICS}
-    assert exposed <= set(declared), exposed - set(declared)
-    # Everything but the optional series of this data set is exposed.
-    optional = {"velocast_model_challenger_r2", "velocast_predictions_last_written_timestamp_seconds"}
-    assert set(declared) - exposed <= optional
-    assert all(name.startswith("velocast_") for name in declared)
-    readme = (REPO_ROOT / "observability" / "README.md").read_text()
-    assert [name for name in declared if f"`{name}" not in readme] == []
+def test_a_missing_table_is_not_found_anything_else_an_error() -> None:
+    assert error_kind(NotFound("dataset audit not found")) == "not_found"
+    assert error_kind(RuntimeError("BigQuery is down")) == "error"
+    assert error_kind(PermissionError("denied")) == "error"
 
 
-# --- the CLI subcommand -----------------------------------------------------------------------------
+# --- the CLI subcommand (kept with the server it starts; tests/unit/cli has the CLI's own tests) ----
 
 
 def test_cli_exporter_command(monkeypatch: pytest.MonkeyPatch, settings: VelocastSettings) -> None:
     from velocast.cli import main as cli
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(exporter, "serve_forever", lambda s, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(exporter_server, "serve_forever", lambda s, **kwargs: calls.append(kwargs))
     assert cli.main(["exporter"]) == 0
     assert cli.main(["exporter", "--host", "127.0.0.1", "--port", "19101", "--window-days", "7"]) == 0
     assert calls == [
-        {"host": "0.0.0.0", "port": settings.exporter_port, "window_days": exporter.DECISION_WINDOW_DAYS},
+        {"host": "0.0.0.0", "port": settings.exporter_port, "window_days": DECISION_WINDOW_DAYS},
         {"host": "127.0.0.1", "port": 19101, "window_days": 7},
     ]
     assert settings.exporter_port == 9101
