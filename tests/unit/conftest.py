@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from velocast.local.replay import default_data_path
+from velocast.local.replay.data import default_data_path
 from velocast.local.stack import LocalStack
 
 

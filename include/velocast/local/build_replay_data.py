@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from velocast.contract import PARIS_TZ
+
 DEFAULT_OUT = Path(__file__).parent / "data" / "bike_counts.parquet"
 SOURCE_SHA256 = "9b4c9041223637a6a29f6d9eed1c92edc39d2067369540ec7ea213e1f8361cc1"
 # A trailing direction such as "SO-NE", "N-S" or "E-O": letters, a dash, letters.
@@ -60,9 +62,7 @@ def to_api_shape(source: pd.DataFrame) -> pd.DataFrame:
         )
     )
     # ambiguous=True: the repeated fall-back hour is taken as its first (summer time) occurrence.
-    utc = local.dt.tz_localize("Europe/Paris", ambiguous=True, nonexistent="shift_forward").dt.tz_convert(
-        "UTC"
-    )
+    utc = local.dt.tz_localize(PARIS_TZ, ambiguous=True, nonexistent="shift_forward").dt.tz_convert("UTC")
     out = pd.DataFrame(
         {
             "id_compteur": source["id_compteur"].astype(str),
