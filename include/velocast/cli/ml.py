@@ -1,94 +1,49 @@
 """``velocast baseline | train | evaluate | promote``: the model lifecycle from a terminal.
 
-``add_ml_commands(subparsers)`` adds the four sub-commands to ``velocast.cli.main``'s parser. Each one
-prints its result as JSON on stdout (pipe it to ``jq``) and its progress on stderr: a tqdm bar on
-a terminal, otherwise one line per step with the elapsed seconds. Errors the user can fix (bad
-hyper-parameters, unknown run, unusable data...) print ``{"error": ...}`` and exit with status 2.
+Each command prints its result as JSON on stdout (pipe it to ``jq``) and its progress on stderr: a
+tqdm bar on a terminal, otherwise one line per step with the elapsed seconds. Errors are not
+caught here: ``velocast.cli.main`` maps them by family (bad hyper-parameters, an unknown run,
+unusable data... print ``{"error": ...}`` and exit with status 2). What the domain raises outside
+the families (a missing input file, ``parse_model_uri``'s ``ValueError``, ``model_uri_for_run``'s
+``LookupError``, ``evaluate``'s ``ValueError`` on unusable rows) is converted at the call.
 
 The same functions as the serving sidecar's routes run underneath (``velocast.ml.training``); no
-Airflow import.
+Airflow import, and nothing heavy (scikit-learn, MLflow) until a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TextIO
 
 from pydantic import ValidationError
 
-from velocast.settings import VelocastSettings, get_settings
-
-# Exit status of an error the user can fix (argparse uses 2 for usage errors too).
-USER_ERROR: Final = 2
-
-Handler = Callable[[argparse.Namespace], int]
+from velocast.cli.output import StepProgress, print_json
+from velocast.errors import NotFoundError, RequestError, VelocastError
+from velocast.settings import VelocastSettings
 
 
-class StepProgress:
-    """``progress(step, fraction)`` for ``run_training``: tqdm on a terminal, plain lines otherwise."""
-
-    def __init__(self, stream: TextIO | None = None, *, use_tqdm: bool | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.started = time.perf_counter()
-        self._bar: Any = None
-        if use_tqdm is None:
-            use_tqdm = self.stream.isatty()
-        if use_tqdm:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # tqdm is optional: plain lines do
-                pass
-            else:
-                self._bar = tqdm(total=100, file=self.stream, bar_format="{l_bar}{bar}| {elapsed}")
-
-    def __call__(self, step: str, fraction: float) -> None:
-        if self._bar is not None:
-            self._bar.set_description_str(step)
-            self._bar.update(round(fraction * 100) - self._bar.n)
-            if fraction >= 1:
-                self._bar.close()
-            return
-        elapsed = time.perf_counter() - self.started
-        print(f"[{elapsed:7.1f}s] {fraction:4.0%} {step}", file=self.stream, flush=True)
-
-
-def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, default=str, allow_nan=False))
-
-
-def _user_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
-    from velocast.ml.models import ModelError
-    from velocast.ml.reference_data import BaselineError
-    from velocast.ml.registry import RegistryError
-    from velocast.ml.training import TrainingDataError
-
-    return (ValidationError, ModelError, TrainingDataError, BaselineError, RegistryError, LookupError, *extra)
-
-
-def _report_error(error: BaseException) -> int:
-    payload: dict[str, Any] = {"error": str(error), "type": type(error).__name__}
-    if isinstance(error, ValidationError):
-        payload["details"] = error.errors(include_url=False)
-    _print_json(payload)
-    print(f"error: {error}", file=sys.stderr)
-    return USER_ERROR
+@contextmanager
+def _missing_file_is_a_request_error() -> Iterator[None]:
+    """A file named on the command line that does not exist: the request is wrong (exit 2)."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise NotFoundError(f"no such file: {error.filename or error}") from error
 
 
 # --- the commands ------------------------------------------------------------------------------
 
 
-def cmd_baseline(args: argparse.Namespace, settings: VelocastSettings | None = None) -> int:
+def cmd_baseline(args: argparse.Namespace, settings: VelocastSettings) -> int:
     from velocast.ml.reference_data import BaselineLocation, create_baseline
 
-    settings = settings or get_settings()
     progress = StepProgress(use_tqdm=False)
-    progress(f"reading, normalising and splitting {args.source}", 0.0)
-    try:
+    progress(f"reading, normalizing and splitting {args.source}", 0.0)
+    with _missing_file_is_a_request_error():
         manifest = create_baseline(
             Path(args.source),
             settings,
@@ -96,22 +51,20 @@ def cmd_baseline(args: argparse.Namespace, settings: VelocastSettings | None = N
             test_fraction=args.test_fraction,
             location=None if args.location is None else BaselineLocation.parse(args.location),
         )
-    except _user_errors(FileNotFoundError) as error:
-        return _report_error(error)
     progress("done", 1.0)
-    _print_json(manifest)
+    print_json(manifest)
     return 0
 
 
-def cmd_train(args: argparse.Namespace, settings: VelocastSettings | None = None) -> int:
-    from velocast.data.normalize import read_source
-    from velocast.ml.training import TrainingRequest, run_training
+def cmd_train(args: argparse.Namespace, settings: VelocastSettings) -> int:
+    from velocast.data.readers import read_source
+    from velocast.ml.training import run_training
+    from velocast.ml.training_request import TrainingRequest
 
-    settings = settings or get_settings()
     try:
         hyperparams = json.loads(args.hyperparams) if args.hyperparams else {}
     except json.JSONDecodeError as error:
-        return _report_error(ValueError(f"--hyperparams is not valid JSON: {error}"))
+        raise RequestError(f"--hyperparams is not valid JSON: {error}") from None
     # Only what was given: the request's defaults are the single source of the others.
     given = {
         name: value
@@ -125,39 +78,41 @@ def cmd_train(args: argparse.Namespace, settings: VelocastSettings | None = None
     }
     if args.current_window is not None:
         given["current_window"] = dict(zip(("start", "end"), args.current_window, strict=True))
-    try:
-        request = TrainingRequest(hyperparams=hyperparams, test_mode=args.test_mode, **given)
+    request = TrainingRequest(hyperparams=hyperparams, test_mode=args.test_mode, **given)
+    with _missing_file_is_a_request_error():
         current = None if args.current is None else read_source(Path(args.current))
-        result = run_training(request, settings, progress=StepProgress(), current_frame=current)
-    except _user_errors(FileNotFoundError) as error:
-        return _report_error(error)
-    _print_json(result.to_dict())
+    result = run_training(request, settings, progress=StepProgress(), current_frame=current)
+    print_json(result.to_dict())
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings | None = None) -> int:
+def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings) -> int:
     from velocast.ml.evaluation import FrameInfo, evaluate
-    from velocast.ml.models import load_model
+    from velocast.ml.model_base import load_model
     from velocast.ml.reference_data import load_test_baseline
     from velocast.ml.tracking import Tracker
 
-    settings = settings or get_settings()
     progress = StepProgress(use_tqdm=False)
+    tracker = Tracker(settings)
     try:
-        tracker = Tracker(settings)
         model_uri = args.model_uri or tracker.model_uri_for_run(args.run_id)
-        progress(f"loading {model_uri}", 0.0)
-        # A local file written by VelocastModel.save is accepted too (no MLflow needed).
-        path = Path(model_uri)
+    except LookupError as error:  # the run registered no model version
+        raise NotFoundError(str(error)) from error
+    progress(f"loading {model_uri}", 0.0)
+    # A local file written by VelocastModel.save is accepted too (no MLflow needed).
+    path = Path(model_uri)
+    try:
         model = load_model(path) if path.is_file() else tracker.load_model(model_uri)
         progress("loading test_baseline", 0.4)
         test = load_test_baseline(settings, args.data_source)
         progress(f"scoring on {len(test):,} rows", 0.6)
         metrics = evaluate(model, test)
-    except _user_errors(ValueError) as error:
-        return _report_error(error)
+    except (VelocastError, ValidationError):
+        raise  # already a family (or a request model's error): main maps it
+    except ValueError as error:  # a malformed model URI, or rows that cannot be scored
+        raise RequestError(str(error)) from error
     progress("done", 1.0)
-    _print_json(
+    print_json(
         {
             "model_uri": model_uri,
             "model_type": model.model_type,
@@ -168,23 +123,19 @@ def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings | None = N
     return 0
 
 
-def cmd_promote(args: argparse.Namespace, settings: VelocastSettings | None = None) -> int:
+def cmd_promote(args: argparse.Namespace, settings: VelocastSettings) -> int:
     from velocast.ml.tracking import champion_alias
     from velocast.ml.training import promote
 
-    settings = settings or get_settings()
-    try:
-        result = promote(settings, args.env, args.model_type, args.run_id)
-    except _user_errors() as error:
-        return _report_error(error)
-    _print_json(result.to_dict() | {"alias": champion_alias(args.env)})
+    result = promote(settings, args.env, args.model_type, args.run_id)
+    print_json(result.to_dict() | {"alias": champion_alias(args.env)})
     return 0
 
 
 # --- wiring ------------------------------------------------------------------------------------
 
 
-def add_ml_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``baseline``, ``train``, ``evaluate`` and ``promote`` (each sets ``handler``).
 
     Nothing heavy is imported here (scikit-learn, MLflow): ``velocast stack up`` stays quick.
@@ -193,7 +144,7 @@ def add_ml_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     data_source_help = "gs://bucket/prefix of the baseline (default gs://<bucket>/data)"
 
     baseline = subparsers.add_parser(
-        "baseline", help="normalise a raw export and store train_baseline/test_baseline in the bucket"
+        "baseline", help="normalize a raw export and store train_baseline/test_baseline in the bucket"
     )
     baseline.add_argument("source", type=Path, help="CSV, JSON or parquet export (any known column variant)")
     split = baseline.add_mutually_exclusive_group()
@@ -219,7 +170,7 @@ def add_ml_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     current = train.add_mutually_exclusive_group()
     current.add_argument(
-        "--current", type=Path, help="recent actuals (raw or normalised file) for the sliding window"
+        "--current", type=Path, help="recent actuals (raw or normalized file) for the sliding window"
     )
     current.add_argument(
         "--current-window",
@@ -247,4 +198,4 @@ def add_ml_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     promote.set_defaults(handler=cmd_promote)
 
 
-__all__ = ["StepProgress", "add_ml_commands", "cmd_baseline", "cmd_evaluate", "cmd_promote", "cmd_train"]
+__all__ = ["cmd_baseline", "cmd_evaluate", "cmd_promote", "cmd_train", "register"]

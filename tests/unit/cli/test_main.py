@@ -1,41 +1,42 @@
 from __future__ import annotations
 
+import argparse
 import json
-import shlex
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
-from velocast.cli.main import main
+from velocast.cli import main as cli
+from velocast.cli.main import build_parser, main, run_handler
+from velocast.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    RequestError,
+    UnavailableError,
+    VelocastError,
+)
 from velocast.settings import VelocastSettings
 
 
-def exported(output: str) -> dict[str, str]:
-    pairs = [shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in output.splitlines()]
-    return dict(pairs)
+def raising(error: BaseException) -> cli.Handler:
+    def handler(args: argparse.Namespace, settings: VelocastSettings) -> int:
+        raise error
+
+    return handler
 
 
-def test_stack_env_exports_what_the_google_clients_and_airflow_need(
-    capsys: pytest.CaptureFixture[str], settings: VelocastSettings
-) -> None:
-    assert main(["stack", "env", "--airflow"]) == 0
-    env = exported(capsys.readouterr().out)
-    assert env["STORAGE_EMULATOR_HOST"] == f"http://127.0.0.1:{settings.gcs_emulator_port}"
-    assert env["BIGQUERY_EMULATOR_HOST"] == f"http://127.0.0.1:{settings.bigquery_emulator_port}"
-    connection = json.loads(env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
-    assert connection["extra"] == {"is_anonymous": True, "project": settings.gcp_project}
-    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(settings.airflow_dags_folder)
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == settings.airflow_db_url
+class Request(BaseModel):
+    days: int
 
 
-@pytest.mark.stack
-def test_stack_status_reports_every_service(
-    local_stack: Any, mlflow_server: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["stack", "status"]) == 0
-    lines = capsys.readouterr().out.split("\n")
-    assert {line.split()[0] for line in lines if line} == {"gcs", "bigquery", "replay", "mlflow"}
-    assert all(line.split()[1] == "healthy" for line in lines if line)
+def validation_error() -> ValidationError:
+    try:
+        Request.model_validate({"days": "many"})
+    except ValidationError as error:
+        return error
+    raise AssertionError("unreachable")
 
 
 def test_unknown_command_is_a_usage_error() -> None:
@@ -44,21 +45,80 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert exit_info.value.code == 2
 
 
-def test_train_current_window_is_validated_before_any_data_is_read(
-    capsys: pytest.CaptureFixture[str],
+def test_the_parser_has_every_command_group_and_a_handler_per_command() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {
+        "stack",
+        "airflow",
+        "demo",
+        "baseline",
+        "train",
+        "evaluate",
+        "promote",
+        "exporter",
+    }
+    args = parser.parse_args(["stack", "env", "--airflow"])
+    assert args.handler.__name__ == "cmd_stack_env" and args.airflow
+    assert parser.parse_args(["airflow", "status"]).handler.__name__ == "cmd_airflow_status"
+    assert parser.parse_args(["promote", "--model-type", "hgb", "--run-id", "r"]).handler.__name__ == (
+        "cmd_promote"
+    )
+    assert parser.parse_args(["demo"]).handler.__name__ == "cmd_demo"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (RequestError("bad request"), 2),
+        (NotFoundError("no such run"), 2),
+        (ConflictError("a job is running"), 2),
+        (UnavailableError("GCS is down"), 1),
+        (ConfigurationError("insecure"), 1),
+        (VelocastError("a bug"), 1),
+    ],
+)
+def test_errors_are_mapped_by_family(
+    error: VelocastError, status: int, capsys: pytest.CaptureFixture[str], settings: VelocastSettings
 ) -> None:
-    # A naive start: refused with the field's name, exit status 2, nothing read or trained.
-    assert main(["train", "--current-window", "2024-01-01T00:00", "2024-01-08T00:00Z"]) == 2
-    error = json.loads(capsys.readouterr().out)
-    assert error["type"] == "ValidationError"
-    assert error["details"][0]["loc"] == ["current_window", "start"]
-    assert main(["train", "--current-window", "2024-02-01T00:00Z", "2024-01-01T00:00Z"]) == 2
-    assert "must be after start" in json.loads(capsys.readouterr().out)["error"]
+    assert run_handler(raising(error), argparse.Namespace(), settings) == status
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"error": str(error), "type": type(error).__name__}
+    assert captured.err == f"error: {error}\n"
 
 
-def test_train_takes_a_file_or_a_window_not_both() -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            ["train", "--current", "x.parquet", "--current-window", "2024-01-01T00:00Z", "2024-01-08T00:00Z"]
-        )
-    assert exit_info.value.code == 2
+def test_a_subclass_is_mapped_by_its_family(
+    capsys: pytest.CaptureFixture[str], settings: VelocastSettings
+) -> None:
+    class UnknownThingError(NotFoundError, LookupError):
+        pass
+
+    assert run_handler(raising(UnknownThingError("gone")), argparse.Namespace(), settings) == 2
+    assert json.loads(capsys.readouterr().out)["type"] == "UnknownThingError"
+
+
+def test_a_validation_error_is_a_request_error_with_details(
+    capsys: pytest.CaptureFixture[str], settings: VelocastSettings
+) -> None:
+    assert run_handler(raising(validation_error()), argparse.Namespace(), settings) == 2
+    payload: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert payload["type"] == "ValidationError"
+    assert payload["details"][0]["loc"] == ["days"]
+
+
+def test_errors_outside_the_families_keep_their_traceback(settings: VelocastSettings) -> None:
+    with pytest.raises(KeyError):
+        run_handler(raising(KeyError("a bug")), argparse.Namespace(), settings)
+
+
+def test_settings_the_environment_cannot_give_are_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_settings() -> VelocastSettings:
+        raise validation_error()
+
+    monkeypatch.setattr(cli, "get_settings", broken_settings)
+    assert main(["stack", "status"]) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["type"] == "ConfigurationError"
+    assert "the settings cannot be read from the environment" in payload["error"]
