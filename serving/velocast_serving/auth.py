@@ -5,7 +5,8 @@ Keys come from settings (``VELOCAST_SERVING_PREDICT_API_KEYS``, a JSON list, and
 Every comparison goes through ``hmac.compare_digest`` and every configured key is compared, so the
 time taken says nothing about which key (or how much of one) matched.
 
-401: no key or an unknown key; 403: a valid key whose role is not enough for the route.
+401: no key or an unknown key; 403: a valid key whose role is not enough for the route. The routes
+declare their role with ``velocast_serving.api.deps.PredictRole`` / ``AdminRole``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,3 @@ def require(*roles: Role) -> Callable[..., Role]:
         return role
 
     return check
-
-
-PredictRole = Annotated[Role, Depends(require(Role.PREDICT))]
-AdminRole = Annotated[Role, Depends(require(Role.ADMIN))]

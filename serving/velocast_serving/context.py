@@ -1,11 +1,11 @@
-"""What the routes share within one app: settings, keys, the model store and the metrics."""
+"""What the routes share within one app: settings, keys, the model store and the metrics.
+
+The routes get it through ``velocast_serving.api.deps.Context``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from velocast.settings import VelocastSettings
 from velocast_serving.auth import ApiKeys
@@ -21,11 +21,3 @@ class ServingContext:
     store: ModelStore
     metrics: ServingMetrics
     jobs: JobStore
-
-
-def get_context(request: Request) -> ServingContext:
-    context: ServingContext = request.app.state.context
-    return context
-
-
-Context = Annotated[ServingContext, Depends(get_context)]

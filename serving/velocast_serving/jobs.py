@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from velocast.errors import ConflictError
-from velocast.ml.training import TrainingRequest
+from velocast.ml.training_request import TrainingRequest
 from velocast.settings import VelocastSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ FINISHED_STATES: Final = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLE
 
 class JobBusyError(ConflictError, RuntimeError):
     """A training job is running already (the API answers 409)."""
+
+    # Sent as Retry-After: a training takes minutes, polling more often only adds load.
+    retry_after_seconds = 60
 
     def __init__(self, running: dict[str, Any] | None) -> None:
         self.running = running or {}

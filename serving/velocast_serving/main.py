@@ -20,10 +20,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any, Final
+from typing import Any
 
-from fastapi import FastAPI, Request, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -33,13 +32,12 @@ from velocast.settings import VelocastSettings, get_settings
 from velocast_serving.api import ROUTERS
 from velocast_serving.auth import ApiKeys
 from velocast_serving.context import ServingContext
+from velocast_serving.errors import EXCEPTION_HANDLERS
 from velocast_serving.jobs import JobStore
 from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics, TrainingJobsCollector
 from velocast_serving.model_store import ModelStore
 
 log = logging.getLogger(__name__)
-
-MAX_REPORTED_ERRORS: Final = 100
 
 
 # --- middleware (pure ASGI: no per-request task or body copy, unlike BaseHTTPMiddleware) ------------
@@ -130,33 +128,6 @@ async def _json_error(scope: Scope, receive: Receive, send: Send, status_code: i
     await response(scope, receive, send)
 
 
-# --- error handlers ---------------------------------------------------------------------------------
-
-
-async def _validation_error(request: Request, error: Exception) -> JSONResponse:
-    """422 with ``loc``/``msg``/``type`` only: the input is not echoed back (size, and reflection)."""
-    assert isinstance(error, RequestValidationError)
-    raw = list(error.errors())
-    details: list[dict[str, Any]] = [
-        {
-            "type": str(item.get("type", "value_error")),
-            "loc": [part if isinstance(part, int) else str(part) for part in item.get("loc", ())],
-            "msg": str(item.get("msg", "")),
-        }
-        for item in raw[:MAX_REPORTED_ERRORS]
-    ]
-    if len(raw) > MAX_REPORTED_ERRORS:
-        details.append(
-            {"type": "truncated", "loc": ["body"], "msg": f"and {len(raw) - MAX_REPORTED_ERRORS} more"}
-        )
-    return JSONResponse({"detail": details}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
-
-
 # --- the factory ------------------------------------------------------------------------------------
 
 
@@ -217,8 +188,9 @@ def create_app(settings: VelocastSettings | None = None, *, model_store: ModelSt
     app.state.context = context
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # Errors are answered by family (velocast_serving.errors): routes raise, they do not map.
+    for error_type, handler in EXCEPTION_HANDLERS:
+        app.add_exception_handler(error_type, handler)
     # Added last = outermost: the metrics see the 413s too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.serving_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

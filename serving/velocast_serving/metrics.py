@@ -41,7 +41,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from velocast.ml.registry import RegistryEntry
+from velocast.ml.registry_entries import RegistryEntry
 from velocast_serving.jobs import JobStore
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"

@@ -2,7 +2,7 @@
 
 ``ModelStore.refresh`` reads the registry (``summary.json``) of ``settings.serving_env``, picks the
 model to serve for every model type present (the champion, else the best test_current R²: the
-rule of ``velocast.ml.registry.select_champion``), loads the ones that changed and swaps them in with
+rule of ``velocast.ml.registry_entries.select_champion``), loads the ones that changed and swaps them in with
 one assignment of an immutable ``StoreSnapshot``: a request holds the snapshot it started with.
 
 A background thread calls ``refresh`` every ``serving_reload_interval_seconds``; it costs one
@@ -15,7 +15,7 @@ retried with a backoff (interval → 5 min), and at once when the registry chang
 
 Model URIs: ``gs://bucket/path.joblib`` (downloaded with the registry's storage client),
 ``file:///path`` or a plain path (files written by ``VelocastModel.save``), and ``models:/name@alias``
-(MLflow, through ``velocast.ml.tracking.load_velocast_model``, imported only when such a URI shows up).
+(MLflow, through ``velocast.ml.pyfunc.load_velocast_model``, imported only when such a URI shows up).
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ import google.cloud.storage as gcs
 import pandas as pd
 
 from velocast.errors import UnavailableError
-from velocast.ml.models import DEFAULT_MODEL_TYPE, VelocastModel, load_model
-from velocast.ml.registry import Registry, RegistryEntry, normalize_env, select_champion
+from velocast.ml.model_base import VelocastModel, load_model
+from velocast.ml.models import DEFAULT_MODEL_TYPE
+from velocast.ml.registry import Registry
+from velocast.ml.registry_entries import RegistryEntry, normalize_env, select_champion
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,11 @@ def _load_gcs(bucket: str, name: str, client: gcs.Client) -> VelocastModel:
 def _load_mlflow(uri: str) -> VelocastModel:
     # Imported here: MLflow is heavy and only needed for models:/ URIs.
     try:
-        tracking = importlib.import_module("velocast.ml.tracking")
-        loader = tracking.load_velocast_model
+        pyfunc = importlib.import_module("velocast.ml.pyfunc")
+        loader = pyfunc.load_velocast_model
     except (ImportError, AttributeError) as error:
         raise ModelLoadError(
-            f"cannot load {uri}: models:/ URIs need velocast.ml.tracking.load_velocast_model, "
+            f"cannot load {uri}: models:/ URIs need velocast.ml.pyfunc.load_velocast_model, "
             f"which is not available ({type(error).__name__}: {error})"
         ) from error
     model = loader(uri)

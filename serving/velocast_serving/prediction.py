@@ -1,6 +1,6 @@
-"""Validated records → the normalised frame the models take, with a reason for every refused row.
+"""Validated records → the normalized frame the models take, with a reason for every refused row.
 
-Records of each shape are normalised together by ``velocast.data.normalize`` (so its column aliases
+Records of each shape are normalized together by ``velocast.data.normalize`` (so its column aliases
 resolve per shape even when a request mixes shapes), then put back in request order.
 """
 
@@ -13,7 +13,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from velocast.data.normalize import normalize, records_to_frame
+from velocast.data.normalize import normalize
+from velocast.data.readers import records_to_frame
 from velocast.errors import RequestError
 from velocast_serving.schemas import PredictionRecord, record_shape
 
@@ -52,7 +53,7 @@ class RecordsRejectedError(RequestError):
 
 
 def records_frame(records: Sequence[PredictionRecord]) -> pd.DataFrame:
-    """The normalised frame of ``records``, indexed by record position; raises ``RecordsRejectedError``."""
+    """The normalized frame of ``records``, indexed by record position; raises ``RecordsRejectedError``."""
     by_shape: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
     for position, record in enumerate(records):
         positions, dumps = by_shape.setdefault(str(record_shape(record)), ([], []))

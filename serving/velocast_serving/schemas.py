@@ -2,7 +2,7 @@
 
 A prediction record comes in one of three shapes, told apart by its keys (see ``record_shape``):
 
-* ``normalised``: the warehouse's rows (``counter_id``, ``counted_at``, optional ``latitude``...);
+* ``normalized``: the warehouse's rows (``counter_id``, ``counted_at``, optional ``latitude``...);
 * ``api``: a Paris Explore API v2.1 record (``id_compteur``, ``date``, ``coordinates``...);
 * ``v1``: a v1 export record (its values under ``fields``).
 
@@ -29,10 +29,10 @@ from pydantic import (
 )
 
 from velocast.ml.models import MODEL_TYPES, UnknownModelTypeError
-from velocast.ml.registry import Environment
-from velocast.ml.training import EvaluationRequest, TrainingRequest
+from velocast.ml.registry_entries import Environment
+from velocast.ml.training_request import EvaluationRequest, TrainingRequest
 
-RecordShape = Literal["normalised", "api", "v1"]
+RecordShape = Literal["normalized", "api", "v1"]
 
 # Dates are text (ISO 8601); naive ones are Europe/Paris wall-clock time, as in the City's exports.
 DateText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -46,8 +46,8 @@ Longitude = Annotated[float, Strict(), Field(ge=-180, le=180)]
 _RECORD_CONFIG: Final = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
 
-class NormalisedRecord(BaseModel):
-    """A row of the normalised frame (``velocast.data.normalize``): what the warehouse stores."""
+class NormalizedRecord(BaseModel):
+    """A row of the normalized frame (``velocast.data.normalize``): what the warehouse stores."""
 
     model_config = _RECORD_CONFIG
 
@@ -114,28 +114,28 @@ def record_shape(value: Any) -> RecordShape | None:
     if "fields" in value:
         return "v1"
     if "counter_id" in value or "counted_at" in value:
-        return "normalised"
+        return "normalized"
     if "id_compteur" in value or "date" in value:
         return "api"
-    # Neither: the normalised shape's "field required" errors are the clearest answer.
-    return "normalised"
+    # Neither: the normalized shape's "field required" errors are the clearest answer.
+    return "normalized"
 
 
 _SHAPE_OF_CLASS: Final[dict[type[BaseModel], RecordShape]] = {
-    NormalisedRecord: "normalised",
+    NormalizedRecord: "normalized",
     ApiRecord: "api",
     V1Record: "v1",
 }
 
 PredictionRecord = Annotated[
-    Annotated[NormalisedRecord, Tag("normalised")]
+    Annotated[NormalizedRecord, Tag("normalized")]
     | Annotated[ApiRecord, Tag("api")]
     | Annotated[V1Record, Tag("v1")],
     Discriminator(
         record_shape,
         custom_error_type="record_type",
         custom_error_message=(
-            "a record is a JSON object: normalised (counter_id, counted_at), "
+            "a record is a JSON object: normalized (counter_id, counted_at), "
             "API v2.1 (id_compteur, date) or v1 export (fields)"
         ),
     ),

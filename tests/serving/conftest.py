@@ -24,11 +24,14 @@ from pydantic import SecretStr
 from velocast_serving.main import create_app
 from velocast_serving.model_store import ModelStore
 
-from velocast.data.normalize import normalize, read_source
+from velocast.data.normalize import normalize
+from velocast.data.readers import read_source
 from velocast.gcp.clients import storage_client
 from velocast.local.stack import LocalStack
-from velocast.ml.models import VelocastModel, build_model
-from velocast.ml.registry import Registry, RegistryEntry
+from velocast.ml.model_base import VelocastModel
+from velocast.ml.models import build_model
+from velocast.ml.registry import Registry
+from velocast.ml.registry_entries import RegistryEntry
 from velocast.settings import VelocastSettings
 
 SOURCE = (
@@ -62,7 +65,7 @@ class Artifacts:
 
 @pytest.fixture(scope="session")
 def bike_frame() -> pd.DataFrame:
-    """10 counters × 8 weeks (2024-01-01 → 02-25, local time) of real counts, normalised."""
+    """10 counters × 8 weeks (2024-01-01 → 02-25, local time) of real counts, normalized."""
     raw = read_source(SOURCE)
     counters = sorted(raw["id_compteur"].dropna().unique())[:COUNTERS]
     in_window = (raw["annee_comptage"] == 2024) & (
@@ -211,7 +214,7 @@ def _api_record(counter_id: str, at: pd.Timestamp) -> dict[str, Any]:
     }
 
 
-def _normalised_record(counter_id: str, at: pd.Timestamp) -> dict[str, Any]:
+def _normalized_record(counter_id: str, at: pd.Timestamp) -> dict[str, Any]:
     return {
         "counter_id": counter_id,
         "counted_at": at.isoformat(),
@@ -240,7 +243,7 @@ class Kit:
     entry: Callable[..., RegistryEntry]
     settings_for: Callable[..., VelocastSettings]
     api_record: Callable[[str, pd.Timestamp], dict[str, Any]]
-    normalised_record: Callable[[str, pd.Timestamp], dict[str, Any]]
+    normalized_record: Callable[[str, pd.Timestamp], dict[str, Any]]
     wait_for: Callable[..., bool]
     champion_registry: Callable[[VelocastSettings, Artifacts], Registry]
     cancel_running_job: Callable[[TestClient], None]
@@ -256,7 +259,7 @@ def kit() -> Kit:
         entry=entry,
         settings_for=serving_settings,
         api_record=_api_record,
-        normalised_record=_normalised_record,
+        normalized_record=_normalized_record,
         wait_for=_wait_for,
         champion_registry=champion_registry,
         cancel_running_job=cancel_running_job,

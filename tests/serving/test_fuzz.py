@@ -3,7 +3,7 @@
 Bodies come from three sources: values built from the request schema (``$ref``, ``anyOf``/
 ``oneOf``, enums, bounds: mostly valid), the same with random parts replaced by arbitrary JSON,
 and arbitrary JSON or bytes. Dates get special care: real ISO strings (with and without offsets,
-years 1 to 9999, off-hour minutes), as the normalisation and calendar code is where overflow
+years 1 to 9999, off-hour minutes), as the normalization and calendar code is where overflow
 and parsing bugs would hide.
 """
 
@@ -21,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from velocast.ml.training import TrainingRequest
+from velocast.ml.training_request import TrainingRequest
 
 pytestmark = [pytest.mark.stack]
 

@@ -27,7 +27,7 @@ from velocast_serving.jobs import (
     run_job,
 )
 
-from velocast.ml.training import TrainingRequest
+from velocast.ml.training_request import TrainingRequest
 
 
 def python(code: str) -> Callable[[Path, str], list[str]]:

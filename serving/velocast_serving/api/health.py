@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
-from velocast_serving.context import Context
+from velocast_serving.api.deps import Context
 from velocast_serving.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])

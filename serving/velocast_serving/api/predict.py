@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
-from velocast_serving.auth import PredictRole
-from velocast_serving.context import Context
+from velocast_serving.api.deps import UNAUTHORIZED, Context, PredictRole, Responses, champion_info
 from velocast_serving.model_store import LoadedModel, StoreSnapshot
-from velocast_serving.prediction import RecordsRejectedError, records_frame
-from velocast_serving.schemas import ChampionInfo, PredictionOut, PredictRequest, PredictResponse
+from velocast_serving.prediction import records_frame
+from velocast_serving.schemas import PredictionOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
-
-
-def champion_info(loaded: LoadedModel, env: str) -> ChampionInfo:
-    entry = loaded.entry
-    return ChampionInfo(
-        run_id=entry.run_id,
-        model_type=entry.model_type,
-        model_uri=entry.model_uri,
-        metrics=entry.metrics.model_dump(mode="json"),
-        is_champion=entry.is_champion,
-        loaded_at=loaded.loaded_at,
-        env=env,
-    )
 
 
 def _serving_model(snapshot: StoreSnapshot, model_type: str | None) -> LoadedModel:
@@ -43,8 +27,7 @@ def _serving_model(snapshot: StoreSnapshot, model_type: str | None) -> LoadedMod
     return loaded
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or invalid API key"},
+_RESPONSES: Responses = UNAUTHORIZED | {
     403: {"description": "the key's role may not predict"},
     404: {"description": "no model of the requested type is loaded"},
     413: {"description": "body larger than serving_max_body_bytes"},
@@ -61,10 +44,7 @@ def predict(body: PredictRequest, context: Context, _role: PredictRole) -> Predi
         raise RequestValidationError([{"type": "too_long", "loc": ("body", "records"), "msg": message}])
     snapshot = context.store.snapshot  # one snapshot for the whole request, whatever reloads meanwhile
     loaded = _serving_model(snapshot, body.model_type)
-    try:
-        frame = records_frame(body.records)
-    except RecordsRejectedError as rejected:
-        raise RequestValidationError(rejected.errors()) from None
+    frame = records_frame(body.records)  # unreadable records: a 422 naming each one
     report = loaded.model.predict_with_report(frame)
     context.metrics.predictions.labels(loaded.entry.model_type).inc(len(frame))
     # Our own frame and model made these values: validating 10k rows again would only cost time.

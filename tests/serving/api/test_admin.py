@@ -1,66 +1,31 @@
-"""Readiness, promotion through the API, hot reload and load failures (in-process app)."""
+"""POST /promote_champion and GET /model_summary: promotion, hot reload, a broken registry or champion."""
 
 from __future__ import annotations
 
-import sys
-import uuid
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from velocast_serving.model_store import ModelLoadError, ModelStore, load_model_uri
 
+from tests.serving.api import predict_calls
 from velocast.gcp.clients import storage_client
 from velocast.ml.registry import Registry
 
 pytestmark = [pytest.mark.stack]
 
-RECORDS_AT = pd.Timestamp("2024-02-26T07:00:00Z")
-
-
-def _records(artifacts: Any, kit: Any, hours: int = 4) -> list[dict[str, Any]]:
-    return [
-        kit.normalised_record(counter, RECORDS_AT + pd.Timedelta(hours=h))
-        for h in range(hours)
-        for counter in artifacts.counters[:2]
-    ]
-
-
-def _predict(client: TestClient, kit: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
-    response = client.post("/predict", json={"records": records}, headers=kit.predict)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
 
 def _served_run(client: TestClient, kit: Any, artifacts: Any) -> str:
-    return str(_predict(client, kit, _records(artifacts, kit, 1))["champion"]["run_id"])
-
-
-def test_not_ready_until_a_model_is_registered(fresh_app, kit, artifacts):
-    client, settings = fresh_app()
-    ready = client.get("/ready")
-    assert ready.status_code == 503
-    assert ready.json()["reason"] == f"no model in the dev registry ({settings.registry_object})"
-    predict = client.post("/predict", json={"records": _records(artifacts, kit)}, headers=kit.predict)
-    assert predict.status_code == 503 and "no champion is loaded" in predict.json()["detail"]
-    summary = client.get("/model_summary", headers=kit.predict).json()
-    assert summary["entries"] == [] and summary["loaded"] == {}
-
-    # No champion flagged: the best R² serves (the registry's rule), picked up by the poller.
-    Registry(settings).add_entry("dev", kit.entry("run-a", artifacts.uri_a, 0.7))
-    assert kit.wait_for(lambda: client.get("/ready").status_code == 200, timeout=10)
-    body = _predict(client, kit, _records(artifacts, kit))
-    assert body["champion"]["run_id"] == "run-a" and body["champion"]["is_champion"] is False
-    assert client.get("/ready").json()["champions"] == {"hgb": "run-a"}
+    return str(
+        predict_calls.predict(client, kit, predict_calls.records(artifacts, kit, 1))["champion"]["run_id"]
+    )
 
 
 def test_promote_through_the_api_then_the_new_champion_serves(fresh_app, kit, artifacts):
     client, _ = fresh_app(lambda registry: kit.champion_registry(registry.settings, artifacts))
-    records = _records(artifacts, kit)
-    before = _predict(client, kit, records)
+    records = predict_calls.records(artifacts, kit)
+    before = predict_calls.predict(client, kit, records)
     assert before["champion"]["run_id"] == "run-a"
 
     response = client.post(
@@ -75,7 +40,7 @@ def test_promote_through_the_api_then_the_new_champion_serves(fresh_app, kit, ar
     assert body["serving"] == {"model_type": "hgb", "run_id": "run-b", "error": None}
 
     # This worker reloaded before answering: the very next request is served by B.
-    after = _predict(client, kit, records)
+    after = predict_calls.predict(client, kit, records)
     assert after["champion"]["run_id"] == "run-b"
     frame = pd.DataFrame(
         {
@@ -167,61 +132,3 @@ def test_an_unreadable_registry_is_reported(fresh_app, kit, artifacts, settings)
     assert summary.status_code == 503 and "registry unavailable" in summary.json()["detail"]
     promote = client.post("/promote_champion", json={"model_type": "hgb", "run_id": "x"}, headers=kit.admin)
     assert promote.status_code == 503
-
-
-def test_model_uri_schemes(artifacts, settings, monkeypatch):
-    client = storage_client(settings)
-    assert load_model_uri(artifacts.uri_a, client).model_type == "hgb"
-    assert load_model_uri(artifacts.path_a.as_uri(), client).model_type == "hgb"
-    assert load_model_uri(str(artifacts.path_a), client).model_type == "hgb"
-    with pytest.raises(ModelLoadError, match="unsupported URI scheme 's3'"):
-        load_model_uri("s3://bucket/model.joblib", client)
-    with pytest.raises(ModelLoadError, match="cannot load gs://"):
-        load_model_uri(f"gs://{settings.bucket}/tests/serving/missing.joblib", client)
-    with pytest.raises(ModelLoadError, match=r"UnpicklingError|EOFError|not a velocast model"):
-        load_model_uri(artifacts.uri_corrupt, client)
-
-    # models:/ goes through velocast.ml.tracking, imported only then.
-    monkeypatch.setitem(sys.modules, "velocast.ml.tracking", None)
-    with pytest.raises(ModelLoadError, match=r"models:/ URIs need velocast.ml.tracking.load_velocast_model"):
-        load_model_uri("models:/velocast-bike-traffic@champion", client)
-
-
-def test_models_uri_loads_from_the_mlflow_server(artifacts, settings, mlflow_server):
-    """A model logged and registered in the real MLflow server serves by ``models:/`` URI."""
-    from velocast.ml.evaluation import double_evaluate
-    from velocast.ml.tracking import Tracker
-
-    tracker = Tracker(settings, experiment_name=f"serving-{uuid.uuid4().hex[:8]}")
-    frame = artifacts.frame.tail(500)
-    logged = tracker.log_training(
-        artifacts.model_b,
-        double_evaluate(artifacts.model_b, None, frame, frame),
-        None,
-        {"rows": len(frame)},
-        {"test_baseline": frame, "test_current": frame},
-    )
-    loaded = load_model_uri(logged.model_uri, storage_client(settings))
-    assert loaded.model_type == "hgb"
-    assert np.array_equal(loaded.predict(frame), artifacts.model_b.predict(frame))
-
-
-def test_a_failed_load_is_retried_with_a_backoff(settings, kit, artifacts):
-    """A transient failure (GCS blip) heals without any registry change; no retry storm meanwhile."""
-    test_settings = kit.settings_for(settings)
-    kit.champion_registry(test_settings, artifacts)
-    calls: list[str] = []
-
-    def flaky(uri: str, client: Any) -> Any:
-        calls.append(uri)
-        if len(calls) == 1:
-            raise ConnectionError("connection reset by peer")
-        return load_model_uri(uri, client)
-
-    store = ModelStore(test_settings, loader=flaky)
-    assert store.refresh() is False
-    assert "ConnectionError: connection reset by peer" in store.snapshot.errors["hgb"]
-    assert store.refresh() is False and len(calls) == 1  # before the retry time: no new attempt
-    assert kit.wait_for(store.refresh, timeout=5, interval=0.05)
-    assert len(calls) == 2 and store.snapshot.errors == {}
-    assert store.snapshot.models["hgb"].entry.run_id == "run-a"

@@ -50,9 +50,9 @@ def test_api_shape_predictions_match_the_bare_model(served, kit):
     assert body["unseen_counters"] == [] and body["unseen_counter_rows"] == 0
 
 
-def test_normalised_shape_with_an_unseen_counter(served, kit):
+def test_normalized_shape_with_an_unseen_counter(served, kit):
     known = served.artifacts.counters[0]
-    records = [kit.normalised_record(c, at) for at in _hours(3) for c in (known, "999-unseen")]
+    records = [kit.normalized_record(c, at) for at in _hours(3) for c in (known, "999-unseen")]
     response = served.client.post("/predict", json={"records": records}, headers=kit.predict)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -75,7 +75,7 @@ def test_mixed_shapes_keep_the_request_order(served, kit):
         },
         "geometry": {"type": "Point", "coordinates": [2.3, 48.8]},
     }
-    records = [kit.normalised_record(counter, at), v1, kit.api_record(counter, at), v1]
+    records = [kit.normalized_record(counter, at), v1, kit.api_record(counter, at), v1]
     response = served.client.post("/predict", json={"records": records}, headers=kit.predict)
     assert response.status_code == 200, response.text
     values = [p["predicted_count"] for p in response.json()["predictions"]]
@@ -106,7 +106,7 @@ def test_empty_records_and_model_types(served, kit):
 
 
 def _valid(kit: Any, counter: str = "100003096-353242251", **changes: Any) -> dict[str, Any]:
-    return {**kit.normalised_record(counter, START), **changes}
+    return {**kit.normalized_record(counter, START), **changes}
 
 
 MALFORMED: list[tuple[str, Any, list[Any], str]] = [
@@ -117,7 +117,7 @@ MALFORMED: list[tuple[str, Any, list[Any], str]] = [
     (
         "counter id not a string",
         {"records": [{"counter_id": 5, "counted_at": "2024-02-26T08:00:00Z"}]},
-        ["body", "records", 0, "normalised", "counter_id"],
+        ["body", "records", 0, "normalized", "counter_id"],
         "valid string",
     ),
     (
@@ -169,7 +169,7 @@ def test_json_errors_and_non_finite_numbers(served, kit):
         "/predict", content=nan, headers={**kit.predict, "Content-Type": "application/json"}
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "records", 0, "normalised", "latitude"]
+    assert response.json()["detail"][0]["loc"] == ["body", "records", 0, "normalized", "latitude"]
     not_json = served.client.post(
         "/predict", content=b"records", headers={**kit.predict, "Content-Type": "text/plain"}
     )
@@ -183,7 +183,7 @@ def test_record_count_and_body_size_limits(fresh_app, kit, artifacts):
         serving_max_body_bytes=8192,
     )
     counter = artifacts.counters[0]
-    at_limit = [kit.normalised_record(counter, at) for at in _hours(20)]
+    at_limit = [kit.normalized_record(counter, at) for at in _hours(20)]
     assert client.post("/predict", json={"records": at_limit}, headers=kit.predict).status_code == 200
 
     too_many = client.post("/predict", json={"records": [*at_limit, at_limit[0]]}, headers=kit.predict)

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from velocast_serving.main import create_app
 
 from velocast.contract import RAW_COUNTS, load_contract
-from velocast.data.normalize import frame_to_json_lines
+from velocast.data.readers import frame_to_json_lines
 from velocast.gcp.clients import storage_client
 from velocast.gcp.storage import Storage
 from velocast.gcp.warehouse import Warehouse, contract_frame
