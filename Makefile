@@ -8,7 +8,7 @@ UV          := $(VENV)/bin/uv
 UV_VERSION  := 0.13.9
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test lint typecheck unit lock stack-up stack-down clean
+.PHONY: venv demo test lint imports typecheck unit lock stack-up stack-down clean
 
 # The environment is rebuilt whenever a lock changes.
 $(VENV)/.synced: requirements.txt requirements-dev.txt pyproject.toml
@@ -57,6 +57,11 @@ stack-down: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory imports
+
+# The import contracts of pyproject.toml ([tool.importlinter]); the DAG files are the package `dags`.
+imports: venv
+	PYTHONPATH=airflow $(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(VENV)/bin/mypy include serving airflow/dags bench

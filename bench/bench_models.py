@@ -56,12 +56,13 @@ ENTRIES: dict[str, tuple[str, dict[str, Any]] | None] = {
 
 
 def split(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Normalise the file and split it by local Paris date."""
-    from velocast.data.normalize import normalize, read_source
+    """Normalize the file and split it by local Paris date."""
+    from velocast.data.normalize import normalize
+    from velocast.data.readers import read_source
 
     result = normalize(read_source(path))
     if not result.rejected.empty:
-        print(f"normalise rejected {len(result.rejected)} rows", file=sys.stderr)
+        print(f"normalize rejected {len(result.rejected)} rows", file=sys.stderr)
     frame = result.frame.loc[result.frame["hourly_count"].notna(), COLUMNS].reset_index(drop=True)
     local = frame["counted_at"].dt.tz_convert("Europe/Paris").dt.tz_localize(None)
     train = frame[(local >= TRAIN_START) & (local < TEST_START)].reset_index(drop=True)
@@ -94,7 +95,8 @@ def _peak_rss_mb() -> float:
 
 
 def _run_model(name: str, workdir: str, queue: Any) -> None:
-    from velocast.ml.models import build_model, load_model, model_size_mb
+    from velocast.ml.model_base import load_model, model_size_mb
+    from velocast.ml.models import build_model
 
     entry = ENTRIES[name]
     assert entry is not None
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     train, test = split(args.data)
     print(
         f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}\n"
-        f"data: {args.data.name}, normalised and split in {time.perf_counter() - started:.1f} s\n"
+        f"data: {args.data.name}, normalized and split in {time.perf_counter() - started:.1f} s\n"
         f"train: {len(train):,} rows, {train['counter_id'].nunique()} counters, local 2023\n"
         f"test:  {len(test):,} rows, {test['counter_id'].nunique()} counters, "
         f"local {TEST_START.date()} → {(TEST_END - pd.Timedelta(days=1)).date()}\n"

@@ -29,12 +29,14 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from velocast.data.normalize import normalize, read_source
+from velocast.data.normalize import normalize
+from velocast.data.readers import read_source
 from velocast.gcp.clients import storage_client
 from velocast.local.stack import running_stack, venv_executable
 from velocast.ml.evaluation import score
 from velocast.ml.models import build_model
-from velocast.ml.registry import DataWindow, EntryMetrics, Registry, RegistryEntry, SplitMetrics
+from velocast.ml.registry import Registry
+from velocast.ml.registry_entries import DataWindow, EntryMetrics, RegistryEntry, SplitMetrics
 from velocast.settings import get_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"

@@ -37,14 +37,16 @@ from pydantic import SecretStr
 from velocast_serving.main import create_app
 
 from velocast.contract import RAW_COUNTS, load_contract
-from velocast.data.normalize import normalize, read_source
+from velocast.data.normalize import normalize
+from velocast.data.readers import read_source
 from velocast.gcp.storage import Storage
 from velocast.gcp.warehouse import Warehouse, contract_frame
 from velocast.local.airflow_env import airflow_environment
 from velocast.local.mlflow_server import MlflowServer
 from velocast.local.stack import running, running_stack
 from velocast.ml.reference_data import BaselineLocation, create_baseline
-from velocast.ml.training import TrainingRequest, run_training
+from velocast.ml.training import run_training
+from velocast.ml.training_request import TrainingRequest
 from velocast.settings import get_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
