@@ -35,8 +35,8 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context
 from velocast.contract import PARIS, PARIS_TZ
 from velocast.ingest import assets
 from velocast.ingest.run import ExtractOutcome, IngestionLogRow, IngestionRun, LoadOutcome, TransformOutcome
-from velocast.ingest.taskflow import retry_policy_by_error_family, typed_task
 from velocast.ingest.window import IngestionWindow
+from velocast.orchestration.taskflow import retry_policy_by_error_family, typed_task
 from velocast.settings import get_settings
 
 # Task bodies import velocast.ingest.steps (pandas, the Google clients) when they run, keeping the

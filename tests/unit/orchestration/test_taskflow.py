@@ -1,4 +1,4 @@
-"""TaskFlow helpers (``velocast.ingest.taskflow``): the retry policy by error family, typed wiring."""
+"""TaskFlow helpers (``velocast.orchestration.taskflow``): the retry policy by error family, typed wiring."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from velocast.errors import (
     VelocastError,
 )
 from velocast.ingest.opendata_http import OpenDataError, OpenDataUnavailableError
-from velocast.ingest.taskflow import Output, retry_policy_by_error_family, typed_task
+from velocast.orchestration.taskflow import Output, retry_policy_by_error_family, typed_task
 
 
 @pytest.mark.parametrize(
