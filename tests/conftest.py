@@ -34,6 +34,7 @@ os.environ.update(
         "VELOCAST_BIGQUERY_EMULATOR_PORT": _port(19050),
         "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": _port(19060),
         "VELOCAST_REPLAY_PORT": _port(18089),
+        "VELOCAST_DISCORD_PORT": _port(18096),
         "VELOCAST_MLFLOW_PORT": _port(15000),
         "VELOCAST_MLFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow_test{_SUFFIX}",
         "VELOCAST_BQEMULATOR_BIN": str(REPO_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),

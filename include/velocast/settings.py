@@ -100,11 +100,27 @@ class VelocastSettings(BaseSettings):
     # Training jobs' state (shared by the workers); default <state_dir>/jobs.
     serving_jobs_dir: Path | None = None
 
+    # --- The sidecar as the DAGs call it (velocast.orchestration.sidecar.SidecarHook) ----------
+    # The Airflow connection: base URL as host/schema/port, the API key as its password.
+    sidecar_conn_id: str = "velocast_sidecar"
+    sidecar_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    sidecar_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Connection errors, timeouts, 429 and 5xx: attempts in all, exponential backoff between them.
+    sidecar_max_attempts: int = Field(default=4, ge=1)
+    sidecar_backoff_seconds: float = Field(default=1.0, ge=0)
+    sidecar_max_backoff_seconds: float = Field(default=30.0, ge=0)
+
     # --- Observability --------------------------------------------------------------------
     # The MLOps exporter (registry + audit table → Prometheus) listens here.
     exporter_port: int = 9101
     # Seconds an exporter scrape may reuse its last BigQuery/GCS reads (bounds the query cost).
     exporter_cache_seconds: float = Field(default=60.0, ge=0)
+    # Discord notifications: the Airflow connection holding the webhook, and the bound on one post
+    # (connect and read each) so that a slow webhook never holds a pipeline.
+    discord_conn_id: str = "velocast_discord"
+    notify_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Base URL of the Airflow UI for links in messages; None: Airflow's [api] base_url.
+    airflow_ui_url: str | None = None
 
     # --- Local stack (emulators and the API replay server) ------------------------------
     state_dir: Path = Path(".velocast")
@@ -113,6 +129,8 @@ class VelocastSettings(BaseSettings):
     bigquery_emulator_port: int = 9050
     bigquery_emulator_grpc_port: int = 9060
     replay_port: int = 8089
+    # The local stand-in for Discord's webhooks (velocast.local.discord).
+    discord_port: int = 8096
     # Whole weeks added to the replayed dates; None shifts the data so that it ends yesterday.
     replay_shift_weeks: int | None = None
     bqemulator_bin: Path = Path(".venv-bqemulator/bin/bqemulator")
@@ -145,6 +163,8 @@ class VelocastSettings(BaseSettings):
             updates["mlflow_tracking_uri"] = f"http://{host}:{self.mlflow_port}"
         if self.mlflow_artifact_root is None:
             updates["mlflow_artifact_root"] = f"gs://{self.bucket}/mlflow"
+        if self.airflow_ui_url is None:
+            updates["airflow_ui_url"] = f"http://{host}:{self.airflow_api_port}"
         for name, value in updates.items():
             object.__setattr__(self, name, value)
         return self

@@ -5,6 +5,7 @@ Used by ``velocast demo`` and the DAG tests (``dag.test()``), so both run Airflo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from velocast.local.discord import LOCAL_WEBHOOK_ENDPOINT
 from velocast.local.stack import ProcessGroup, Service, StackError, stack_environment, venv_executable
 from velocast.settings import VelocastSettings
 
@@ -37,7 +39,46 @@ def airflow_environment(settings: VelocastSettings) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_db_url,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The serving sidecar as the DAGs call it (SidecarHook): its URL, the admin key as password.
+        f"AIRFLOW_CONN_{settings.sidecar_conn_id.upper()}": sidecar_connection_json(settings),
+        # Discord notifications go to the local stand-in (the provider's HTTP connection shape).
+        f"AIRFLOW_CONN_{settings.discord_conn_id.upper()}": json.dumps(
+            {
+                "conn_type": "http",
+                "host": f"http://{settings.local_host}:{settings.discord_port}/api/",
+                "extra": {"webhook_endpoint": LOCAL_WEBHOOK_ENDPOINT},
+            }
+        ),
     }
+
+
+def local_sidecar_admin_key(settings: VelocastSettings) -> str:
+    """The sidecar's admin key: the configured one, else one generated once per state directory.
+
+    A locally started sidecar gets it as ``VELOCAST_SERVING_ADMIN_API_KEY``; Airflow as the password
+    of the sidecar connection. The file is readable by its owner only.
+    """
+    if settings.serving_admin_api_key is not None:
+        return settings.serving_admin_api_key.get_secret_value()
+    path = settings.state_dir / "serving" / "admin_api_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def sidecar_connection_json(settings: VelocastSettings) -> str:
+    """The sidecar's Airflow connection (``AIRFLOW_CONN_VELOCAST_SIDECAR``, JSON form) for the local stack."""
+    return json.dumps(
+        {
+            "conn_type": "http",
+            "host": settings.local_host,
+            "schema": "http",
+            "port": settings.serving_port,
+            "password": local_sidecar_admin_key(settings),
+        }
+    )
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -3,7 +3,8 @@
 - ``gcs``: gcp-storage-emulator, storing objects on disk under ``<state>/gcs/.cloudstorage``;
 - ``bigquery``: bqemulator (DuckDB) in its own virtual environment, resolving ``gs://`` URIs
   onto that same directory, so load jobs read what the GCS emulator stored;
-- ``replay``: a replay of the Paris Open Data Explore API v2.1 serving real counts.
+- ``replay``: a replay of the Paris Open Data Explore API v2.1 serving real counts;
+- ``discord``: a stand-in for Discord's incoming webhooks (``velocast.local.discord``).
 
 The CLI (``velocast stack up``), ``make demo`` and the pytest fixtures all use this module, so
 tests run against the processes a user gets. A service that already answers on its port is
@@ -181,6 +182,8 @@ class LocalStack(ProcessGroup):
         replay_args += ["--port", str(s.replay_port)]
         if s.replay_shift_weeks is not None:
             replay_args += ["--shift-weeks", str(s.replay_shift_weeks)]
+        discord_args = [sys.executable, "-m", "velocast.local.discord", "--host", host]
+        discord_args += ["--port", str(s.discord_port)]
         return [
             Service(
                 name="gcs",
@@ -224,6 +227,11 @@ class LocalStack(ProcessGroup):
                 name="replay",
                 argv=replay_args,
                 health_url=f"http://{host}:{s.replay_port}/health",
+            ),
+            Service(
+                name="discord",
+                argv=discord_args,
+                health_url=f"http://{host}:{s.discord_port}/health",
             ),
         ]
 

@@ -41,7 +41,7 @@ def test_stack_status_reports_every_service(
 ) -> None:
     assert main(["stack", "status"]) == 0
     lines = capsys.readouterr().out.split("\n")
-    assert {line.split()[0] for line in lines if line} == {"gcs", "bigquery", "replay", "mlflow"}
+    assert {line.split()[0] for line in lines if line} == {"gcs", "bigquery", "replay", "discord", "mlflow"}
     assert all(line.split()[1] == "healthy" for line in lines if line)
 
 
