@@ -15,6 +15,7 @@ locals {
     "ingestion_log",
     "hourly_predictions",
     "model_decisions",
+    "prediction_scores",
   ]
 
   contracts = {
@@ -29,7 +30,7 @@ locals {
     }
     predictions = {
       dataset_id  = var.predictions_dataset
-      description = "Hourly bike count forecasts written by the daily prediction DAG."
+      description = "Hourly bike count forecasts written by the daily prediction DAG, and their daily scores against the actuals."
     }
     audit = {
       dataset_id  = var.audit_dataset

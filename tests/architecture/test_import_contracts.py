@@ -82,7 +82,9 @@ BREAKS = [
     # Indirect: data reaches Airflow through the provider hooks.
     ("shared-without-airflow", "include/velocast/data/sql.py", "import velocast.gcp.hooks\n"),
     ("shared-without-airflow", "include/velocast/exporter/__init__.py", "from airflow.sdk import Asset\n"),
+    ("shared-without-airflow", "include/velocast/predict/days.py", "import airflow\n"),
     ("ml-without-tools", "include/velocast/ml/models.py", "import velocast.ingest\n"),
+    ("ml-without-tools", "include/velocast/ml/evaluation.py", "import velocast.predict\n"),
     ("ml-without-tools", "include/velocast/ml/registry.py", "import velocast.cli\n"),
     ("sidecar-without-airflow", "serving/velocast_serving/main.py", "import airflow.models\n"),
     ("sidecar-without-airflow", "serving/velocast_serving/main.py", "import velocast.ingest\n"),

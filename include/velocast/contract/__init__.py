@@ -18,6 +18,7 @@ QUARANTINE = "hourly_counts_quarantine"
 INGESTION_LOG = "ingestion_log"
 PREDICTIONS = "hourly_predictions"
 MODEL_DECISIONS = "model_decisions"
+PREDICTION_SCORES = "prediction_scores"
 
 # The City's clock: local days and hours, holidays and the DAG schedules are Europe/Paris wall-clock
 # time; every stored instant is UTC.
@@ -28,7 +29,7 @@ PARIS: Final = ZoneInfo(PARIS_TZ)
 REJECTED_ROW_COLUMNS: Final[tuple[str, ...]] = ("raw_record", "reason", "counter_id", "counted_at")
 
 # Every table the DAGs write, by contract name (what Terraform must create).
-ALL_TABLES = (RAW_COUNTS, QUARANTINE, INGESTION_LOG, PREDICTIONS, MODEL_DECISIONS)
+ALL_TABLES = (RAW_COUNTS, QUARANTINE, INGESTION_LOG, PREDICTIONS, MODEL_DECISIONS, PREDICTION_SCORES)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,8 @@ def load_predictions(settings: VelocastSettings, warehouse: Warehouse, day: date
             "unknown_counter": [False] * hours,
             "airflow_run_id": ["predict-test"] * hours,
             "predicted_at": [start + timedelta(hours=2, minutes=i) for i in range(hours)],
+            "data_cutoff": [start] * hours,
+            "horizon_hours": list(range(hours)),
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
