@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -35,6 +36,7 @@ os.environ.update(
         "VELOCAST_BIGQUERY_EMULATOR_GRPC_PORT": _port(19060),
         "VELOCAST_REPLAY_PORT": _port(18089),
         "VELOCAST_DISCORD_PORT": _port(18096),
+        "VELOCAST_SERVING_PORT": _port(18000),
         "VELOCAST_MLFLOW_PORT": _port(15000),
         "VELOCAST_MLFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_mlflow_test{_SUFFIX}",
         "VELOCAST_BQEMULATOR_BIN": str(REPO_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),
@@ -52,10 +54,14 @@ for _name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
 
 from velocast.local.airflow_env import airflow_environment  # noqa: E402
 from velocast.local.mlflow_server import MlflowServer  # noqa: E402
+from velocast.local.serving import ServingSidecar  # noqa: E402
 from velocast.local.stack import LocalStack, running, running_stack  # noqa: E402
 from velocast.settings import VelocastSettings, get_settings  # noqa: E402
 
 os.environ.update(airflow_environment(get_settings()))
+
+if TYPE_CHECKING:
+    from velocast.local.champion import BootstrappedChampion
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +81,26 @@ def mlflow_server(local_stack: LocalStack, settings: VelocastSettings) -> Iterat
     with running(MlflowServer(settings)) as server:
         assert isinstance(server, MlflowServer)
         yield server
+
+
+@pytest.fixture(scope="session")
+def sidecar_champion(local_stack: LocalStack, settings: VelocastSettings) -> BootstrappedChampion:
+    """The sidecar's champion: the default model type trained on the shipped counts (reused if any)."""
+    from velocast.local.champion import bootstrap_champion  # pandas and scikit-learn: when needed
+
+    return bootstrap_champion(settings)
+
+
+@pytest.fixture(scope="session")
+def serving_sidecar(
+    sidecar_champion: BootstrappedChampion, settings: VelocastSettings
+) -> Iterator[ServingSidecar]:
+    """The real sidecar process (uvicorn, ``settings.serving_port``) serving ``sidecar_champion``; the
+    ``velocast_sidecar`` connection exported above points at it."""
+    with running(ServingSidecar(settings)) as sidecar:
+        assert isinstance(sidecar, ServingSidecar)
+        sidecar.wait_ready()
+        yield sidecar
 
 
 @pytest.fixture(scope="session")

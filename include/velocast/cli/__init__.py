@@ -1,8 +1,8 @@
 """``velocast …``: the command line, one module per command group.
 
 ``main`` builds the parser from the groups, runs the chosen handler and maps its errors to an exit
-status; ``stack`` (``stack``, ``airflow``), ``demo``, ``ml`` (``baseline``, ``train``, ``evaluate``,
-``promote``) and ``exporter`` are the groups; ``output`` writes JSON results and progress.
+status; ``stack`` (``stack``, ``airflow``, ``serving``), ``demo``, ``ml`` (``baseline``, ``train``,
+``evaluate``, ``promote``) and ``exporter`` are the groups; ``output`` writes JSON results and progress.
 
 Naming rule, the same in every group module:
 

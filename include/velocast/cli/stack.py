@@ -1,9 +1,15 @@
-"""``velocast stack …`` and ``velocast airflow …``: the local stack and Airflow on it.
+"""``velocast stack …``, ``velocast airflow …``, ``velocast serving …``: the local stack and what runs on it.
 
 ``stack up | down | status | env [--airflow]`` drives the emulators, the API replay and MLflow;
-``airflow up | down | status`` drives Airflow's api-server, scheduler and dag-processor. ``status``
-(and ``up``) exit with 1 when a service is down. The process groups are imported only when a command
+``airflow up | down | status`` drives Airflow's api-server, scheduler and dag-processor;
+``serving up | down | status`` drives the serving sidecar with a real champion. ``status`` (and
+``up``) exit with 1 when a service is down. The process groups are imported only when a command
 runs: building the parser stays cheap.
+
+The sidecar is a group of its own rather than part of ``stack up``: it needs a champion, and
+bootstrapping one trains a model (seconds of CPU and a registry write), which the emulators that
+every test and DAG 1 need should not wait for. Like ``airflow up``, ``serving up`` starts the stack
+first. ``stack down`` stops the sidecar too: it cannot work without the stack.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import TYPE_CHECKING
 from velocast.settings import VelocastSettings
 
 if TYPE_CHECKING:
+    from velocast.local.serving import ServingSidecar
     from velocast.local.stack import ProcessGroup
 
 
@@ -49,7 +56,10 @@ def cmd_stack_up(args: argparse.Namespace, settings: VelocastSettings) -> int:
 
 
 def cmd_stack_down(args: argparse.Namespace, settings: VelocastSettings) -> int:
-    stopped = [name for group in reversed(_stack_groups(settings)) for name in group.down()]
+    from velocast.local.serving import ServingSidecar
+
+    groups = [*_stack_groups(settings), ServingSidecar(settings)]
+    stopped = [name for group in reversed(groups) for name in group.down()]
     print(f"stopped: {', '.join(stopped) or 'nothing'}")
     return 0
 
@@ -95,11 +105,59 @@ def cmd_airflow_status(args: argparse.Namespace, settings: VelocastSettings) -> 
     return _print_status(AirflowServices(settings).status(), width=22)
 
 
+# --- velocast serving --------------------------------------------------------------------------
+
+
+def cmd_serving_up(args: argparse.Namespace, settings: VelocastSettings) -> int:
+    from velocast.local.champion import bootstrap_champion
+    from velocast.local.serving import ServingSidecar
+    from velocast.local.stack import LocalStack
+
+    LocalStack(settings).up()
+    if not args.no_champion:
+        weeks = {} if args.weeks is None else {"weeks": args.weeks}
+        champion = bootstrap_champion(settings, **weeks)
+        how = f"trained in {champion.seconds:.1f} s" if champion.created else "already registered"
+        entry = champion.entry
+        print(f"{settings.serving_env} champion: {entry.model_type} run {entry.run_id} ({how})")
+    sidecar = ServingSidecar(settings)
+    started = sidecar.up()
+    print(f"serving up (started: {', '.join(started) or 'none, it was running'})")
+    print(f"  {sidecar.url} (API key: the password of Airflow's {settings.sidecar_conn_id} connection)")
+    if not args.no_champion:
+        sidecar.wait_ready()
+    return _serving_status(sidecar)
+
+
+def cmd_serving_down(args: argparse.Namespace, settings: VelocastSettings) -> int:
+    from velocast.local.serving import ServingSidecar
+
+    print(f"stopped: {', '.join(ServingSidecar(settings).down()) or 'nothing'}")
+    return 0
+
+
+def cmd_serving_status(args: argparse.Namespace, settings: VelocastSettings) -> int:
+    from velocast.local.serving import ServingSidecar
+
+    return _serving_status(ServingSidecar(settings))
+
+
+def _serving_status(sidecar: ServingSidecar) -> int:
+    """The process line, then what ``/ready`` says (a running sidecar without a champion exits 0)."""
+    code = _print_status(sidecar.status(), width=9)
+    answer = sidecar.readiness()
+    if answer is not None:
+        body = answer.json()
+        served = ", ".join(f"{kind} run {run_id}" for kind, run_id in body.get("champions", {}).items())
+        print(f"{'champion':9s} {served or 'none: ' + str(body.get('reason'))}")
+    return code
+
+
 # --- wiring ------------------------------------------------------------------------------------
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``stack`` and ``airflow``, one sub-command per action (each sets ``handler``)."""
+    """Add ``stack``, ``airflow`` and ``serving``, one sub-command per action (each sets ``handler``)."""
     stack = subparsers.add_parser(
         "stack", help="start, stop or inspect the local GCP-compatible stack (emulators, API replay, MLflow)"
     )
@@ -129,11 +187,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         handler=cmd_airflow_status
     )
 
+    serving = subparsers.add_parser(
+        "serving", help="run the serving sidecar (uvicorn) on the local stack, with a real champion"
+    )
+    serving_actions = serving.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = serving_actions.add_parser(
+        "up",
+        help="start the stack, register a champion trained on the shipped data if none, start the sidecar",
+    )
+    up.add_argument("--no-champion", action="store_true", help="start the sidecar without bootstrapping one")
+    up.add_argument(
+        "--weeks", type=int, help="weeks of the shipped counts to train on, the last held out (default 4)"
+    )
+    up.set_defaults(handler=cmd_serving_up)
+    serving_actions.add_parser("down", help="stop the sidecar (the stack keeps running)").set_defaults(
+        handler=cmd_serving_down
+    )
+    serving_actions.add_parser("status", help="the process and its champion; exit 1 if down").set_defaults(
+        handler=cmd_serving_status
+    )
+
 
 __all__ = [
     "cmd_airflow_down",
     "cmd_airflow_status",
     "cmd_airflow_up",
+    "cmd_serving_down",
+    "cmd_serving_status",
+    "cmd_serving_up",
     "cmd_stack_down",
     "cmd_stack_env",
     "cmd_stack_status",

@@ -51,6 +51,7 @@ def test_the_parser_has_every_command_group_and_a_handler_per_command() -> None:
     assert set(commands) == {
         "stack",
         "airflow",
+        "serving",
         "demo",
         "baseline",
         "train",
@@ -61,6 +62,7 @@ def test_the_parser_has_every_command_group_and_a_handler_per_command() -> None:
     args = parser.parse_args(["stack", "env", "--airflow"])
     assert args.handler.__name__ == "cmd_stack_env" and args.airflow
     assert parser.parse_args(["airflow", "status"]).handler.__name__ == "cmd_airflow_status"
+    assert parser.parse_args(["serving", "up", "--no-champion"]).handler.__name__ == "cmd_serving_up"
     assert parser.parse_args(["promote", "--model-type", "hgb", "--run-id", "r"]).handler.__name__ == (
         "cmd_promote"
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 from typing import Any
@@ -47,9 +48,43 @@ def test_stack_status_reports_every_service(
 
 @pytest.mark.parametrize(
     "argv",
-    [["stack"], ["stack", "launch"], ["airflow"], ["airflow", "env"], ["stack", "status", "--airflow"]],
+    [
+        ["stack"],
+        ["stack", "launch"],
+        ["airflow"],
+        ["airflow", "env"],
+        ["stack", "status", "--airflow"],
+        ["serving"],
+        ["serving", "restart"],
+    ],
 )
 def test_a_group_needs_one_of_its_actions(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.stack
+def test_serving_status_and_up_report_the_running_sidecar_and_its_champion(
+    serving_sidecar: Any, sidecar_champion: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    champion = f"champion  {sidecar_champion.entry.model_type} run {sidecar_champion.entry.run_id}"
+    assert main(["serving", "status"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["serving   healthy", champion]
+    # Everything runs and a champion is registered: up starts and trains nothing.
+    assert main(["serving", "up"]) == 0
+    out = capsys.readouterr().out
+    assert "(already registered)" in out and "started: none, it was running" in out
+    assert out.splitlines()[-2:] == ["serving   healthy", champion]
+
+
+def test_serving_status_and_down_without_a_sidecar(
+    tmp_path: Any, settings: VelocastSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from velocast.cli.stack import cmd_serving_down, cmd_serving_status
+
+    elsewhere = settings.model_copy(update={"state_dir": tmp_path, "serving_port": 1})
+    assert cmd_serving_status(argparse.Namespace(), elsewhere) == 1
+    assert capsys.readouterr().out.splitlines() == ["serving   down"]
+    assert cmd_serving_down(argparse.Namespace(), elsewhere) == 0
+    assert capsys.readouterr().out == "stopped: nothing\n"
