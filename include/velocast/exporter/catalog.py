@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 PREFIX: Final = "velocast"
 # The sources the exporter reads; the metrics about the exporter itself have source "exporter".
-SOURCES: Final = ("registry", "model_decisions", "ingestion_log", "hourly_predictions")
+SOURCES: Final = ("registry", "model_decisions", "ingestion_log", "hourly_predictions", "prediction_scores")
 # Decisions and promotions are counted over the runs of the last DECISION_WINDOW_DAYS days.
 DECISION_WINDOW_DAYS: Final = 28
 BRANCHES: Final = ("WAIT", "RETRAIN")
@@ -21,6 +21,11 @@ BRANCHES: Final = ("WAIT", "RETRAIN")
 DECISIONS: Final = ("REJECT", "SKIP", "DEPLOY", "NONE")
 INGESTION_STATUSES: Final = ("success", "rejected")
 SPLITS: Final = ("test_baseline", "test_current")
+# The two forecasts prediction_scores compares on the same rows: the champion's and the naive
+# same-hour-last-week baseline's.
+FORECASTS: Final = ("model", "baseline")
+# The latest scored days read per model type (DAG 2 rescores its last 7): the losing streak's reach.
+SCORED_DAYS_READ: Final = 7
 
 MetricKind = Literal["gauge", "counter"]
 # The kinds of failed reads counted by velocast_exporter_scrape_errors_total.
@@ -210,6 +215,54 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         (),
         "The latest predicted_at of the latest prediction_date",
         "hourly_predictions",
+    ),
+    # --- prediction_scores (DAG 2's daily scores) -----------------------------------------------
+    _spec(
+        "prediction_scores_last_day_timestamp_seconds",
+        "gauge",
+        ("model_type",),
+        "The latest scored_date in prediction_scores (midnight UTC of that Paris day)",
+        "prediction_scores",
+    ),
+    _spec(
+        "prediction_scores_last_day_rows",
+        "gauge",
+        ("model_type",),
+        "Counter-hours scored on the latest scored day (n_rows: both forecasts use exactly these)",
+        "prediction_scores",
+    ),
+    _spec(
+        "prediction_scores_last_day_champion_info",
+        "gauge",
+        ("model_type", "model_run_id"),
+        "1 for the champion run whose scores the latest scored day's series show",
+        "prediction_scores",
+    ),
+    *(
+        _spec(
+            f"prediction_scores_{name}",
+            "gauge",
+            ("model_type", "forecast"),
+            f"{label} on the latest scored day, of the model and of the same-hour-last-week baseline "
+            "(forecast: model | baseline; absent when undefined)",
+            "prediction_scores",
+        )
+        for name, label in (("r2", "R²"), ("rmse", "RMSE"), ("mae", "MAE"), ("wape", "WAPE"))
+    ),
+    _spec(
+        "prediction_scores_r2_gain",
+        "gauge",
+        ("model_type",),
+        "R² of the model minus R² of the baseline on the latest scored day (< 0: the naive forecast wins)",
+        "prediction_scores",
+    ),
+    _spec(
+        "prediction_scores_days_losing_to_baseline",
+        "gauge",
+        ("model_type",),
+        f"Latest consecutive scored days (of the last {SCORED_DAYS_READ}) whose model R² is below the "
+        "baseline's (0 when the latest day's model wins or a score is undefined)",
+        "prediction_scores",
     ),
     # --- the exporter itself --------------------------------------------------------------------
     _spec("exporter_source_up", "gauge", ("source",), "1 if the last read of the source worked", "exporter"),

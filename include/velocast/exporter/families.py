@@ -1,11 +1,12 @@
 """Read data → prometheus_client metric families, as pure functions (no I/O).
 
 One function per source: ``registry_families`` (the registry ``summary.json``), ``decision_families``
-(``model_decisions`` rows), ``ingestion_families`` (``ingestion_log`` rows) and
-``prediction_families`` (per-model counts of the latest ``prediction_date``). Rows may come from
+(``model_decisions`` rows), ``ingestion_families`` (``ingestion_log`` rows), ``prediction_families``
+(per-model counts of the latest ``prediction_date``) and ``score_families`` (``prediction_scores``
+rows of the latest scored days). Rows may come from
 BigQuery or from a DataFrame: None, NaN, NA and NaT all mean "no value", and a metric without a
 value is absent rather than 0 or NaN. Timestamps are Unix seconds (UTC); a DATE column
-(``run_date``, ``prediction_date``) is exported as its midnight UTC.
+(``run_date``, ``prediction_date``, ``scored_date``) is exported as its midnight UTC.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from velocast.exporter.catalog import (
     BRANCHES,
     DECISION_WINDOW_DAYS,
     DECISIONS,
+    FORECASTS,
     INGESTION_STATUSES,
     SPLITS,
     metric_spec,
@@ -233,4 +235,59 @@ def prediction_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
         families.add("predictions_last_date_rows", [str(row["model_type"])], as_float(row["row_count"]))
     written = [t for t in (as_timestamp(row.get("last_predicted_at")) for row in latest) if t is not None]
     families.add("predictions_last_written_timestamp_seconds", [], max(written) if written else None)
+    return families.result()
+
+
+_SCORE_METRICS = ("r2", "rmse", "mae", "wape")
+
+
+def _day_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The row a day's series show when several champion runs made its forecasts: the one with the most
+    rows scored (then the latest ``scored_at``), so one series per model type stays one series."""
+    return max(
+        rows,
+        key=lambda row: (as_float(row.get("n_rows")) or 0.0, as_timestamp(row.get("scored_at")) or 0.0),
+    )
+
+
+def _r2_gain(row: Mapping[str, Any]) -> float | None:
+    model, baseline = as_float(row.get("r2")), as_float(row.get("baseline_r2"))
+    return None if model is None or baseline is None else model - baseline
+
+
+def score_families(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
+    """``prediction_scores`` rows (per model type, its latest scored days) → score metric families.
+
+    The latest scored day of each model type gives its scores; the earlier days only lengthen the
+    losing streak (consecutive latest days whose model R² is below the baseline's).
+    """
+    by_day: dict[str, dict[date, list[Mapping[str, Any]]]] = {}
+    for row in rows:
+        day = as_date(row.get("scored_date"))
+        if day is None:
+            continue
+        by_day.setdefault(str(row["model_type"]), {}).setdefault(day, []).append(row)
+    families = _Families()
+    for model_type in sorted(by_day):
+        days = sorted(by_day[model_type], reverse=True)
+        latest = _day_row(by_day[model_type][days[0]])
+        families.add("prediction_scores_last_day_timestamp_seconds", [model_type], as_timestamp(days[0]))
+        families.add("prediction_scores_last_day_rows", [model_type], as_float(latest.get("n_rows")))
+        families.add(
+            "prediction_scores_last_day_champion_info", [model_type, str(latest["model_run_id"])], 1.0
+        )
+        for metric in _SCORE_METRICS:
+            for forecast in FORECASTS:
+                column = metric if forecast == "model" else f"{forecast}_{metric}"
+                families.add(
+                    f"prediction_scores_{metric}", [model_type, forecast], as_float(latest.get(column))
+                )
+        families.add("prediction_scores_r2_gain", [model_type], _r2_gain(latest))
+        losing = 0
+        for day in days:
+            gain = _r2_gain(_day_row(by_day[model_type][day]))
+            if gain is None or gain >= 0:
+                break
+            losing += 1
+        families.add("prediction_scores_days_losing_to_baseline", [model_type], float(losing))
     return families.result()

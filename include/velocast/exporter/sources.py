@@ -4,7 +4,9 @@
   environment and model type;
 * ``model_decisions``: the audit table of the weekly monitor-and-train runs;
 * ``ingestion_log``: one row per DAG 1 run;
-* ``hourly_predictions``: DAG 2's predictions (counts of the latest ``prediction_date`` only).
+* ``hourly_predictions``: DAG 2's predictions (counts of the latest ``prediction_date`` only);
+* ``prediction_scores``: DAG 2's daily scores, model against the same-hour-last-week baseline
+  (the latest ``SCORED_DAYS_READ`` scored days per model type).
 
 BigQuery is reached through the client library (``velocast.gcp.clients``, emulator-aware), never
 through Airflow: the exporter is a service of its own. The SQL of every query is built here, with
@@ -21,13 +23,15 @@ from typing import Any, Final
 from google.cloud import bigquery
 from prometheus_client.core import Metric
 
+from velocast.contract import PREDICTION_SCORES, load_contract
 from velocast.data.sql import date_literal, table_ref
-from velocast.exporter.catalog import DECISION_WINDOW_DAYS
+from velocast.exporter.catalog import DECISION_WINDOW_DAYS, SCORED_DAYS_READ
 from velocast.exporter.families import (
     decision_families,
     ingestion_families,
     prediction_families,
     registry_families,
+    score_families,
 )
 from velocast.gcp.clients import bigquery_client
 from velocast.ml.registry import Registry
@@ -77,8 +81,30 @@ def predictions_sql(table_id: str) -> str:
     )
 
 
+_SCORE_COLUMNS: Final = (
+    "scored_date, model_type, model_run_id, n_rows, r2, rmse, mae, wape, "
+    "baseline_r2, baseline_rmse, baseline_mae, baseline_wape, scored_at"
+)
+
+
+def scores_sql(table_id: str, days: int = SCORED_DAYS_READ) -> str:
+    """Every row of the latest ``days`` scored days of each model type."""
+    return (
+        f"SELECT {_SCORE_COLUMNS} FROM {table_ref(table_id)} WHERE TRUE "
+        f"QUALIFY DENSE_RANK() OVER (PARTITION BY model_type ORDER BY scored_date DESC) <= {int(days)}"
+    )
+
+
+def scores_table_id(settings: VelocastSettings) -> str:
+    """The ``prediction_scores`` table: the contract's name in the settings' predictions dataset."""
+    scores = load_contract(PREDICTION_SCORES)
+    if scores.dataset != "predictions":
+        raise ValueError(f"{scores.table} is expected in the predictions dataset, not {scores.dataset!r}")
+    return f"{settings.gcp_project}.{settings.predictions_dataset}.{scores.table}"
+
+
 class WarehouseSources:
-    """The readers of the four sources (the BigQuery client is created on first use)."""
+    """The readers of the five sources (the BigQuery client is created on first use)."""
 
     def __init__(
         self,
@@ -122,10 +148,14 @@ class WarehouseSources:
     def hourly_predictions(self) -> list[Metric]:
         return prediction_families(self._rows(predictions_sql(self.settings.predictions_table_id)))
 
+    def prediction_scores(self) -> list[Metric]:
+        return score_families(self._rows(scores_sql(scores_table_id(self.settings))))
+
     def readers(self) -> dict[str, Reader]:
         return {
             "registry": self.registry,
             "model_decisions": self.model_decisions,
             "ingestion_log": self.ingestion_log,
             "hourly_predictions": self.hourly_predictions,
+            "prediction_scores": self.prediction_scores,
         }

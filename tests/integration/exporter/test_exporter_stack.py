@@ -155,6 +155,37 @@ def load_predictions(settings: VelocastSettings, warehouse: Warehouse, day: date
     warehouse.load_parquet([uri], warehouse.table_id(predictions), predictions, append=True)
 
 
+def load_scores(settings: VelocastSettings, warehouse: Warehouse, rows: list[dict[str, Any]]) -> None:
+    """Daily scores through the same load path (DAG 2 writes them)."""
+    scores = contract.load_contract(contract.PREDICTION_SCORES)
+    frame = pd.DataFrame([{column: row.get(column) for column in scores.column_names} for row in rows])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_contract_parquet(frame, scores, Path(tmp) / "scores.parquet")
+        uri = Storage(settings).upload_file(path, f"{settings.staging_prefix}/scores.parquet")
+    warehouse.load_parquet([uri], warehouse.table_id(scores), scores, append=True)
+
+
+def score_row(day: date, run_id: str, r2: float | None, baseline_r2: float, n_rows: int) -> dict[str, Any]:
+    return {
+        "scored_date": day,
+        "model_type": "hgb",
+        "model_run_id": run_id,
+        "model_version": "3",
+        "n_rows": n_rows,
+        "n_rows_left_out": 2,
+        "r2": r2,
+        "rmse": 30.5,
+        "mae": 15.25,
+        "wape": 0.21,
+        "baseline_r2": baseline_r2,
+        "baseline_rmse": 35.5,
+        "baseline_mae": 18.5,
+        "baseline_wape": 0.26,
+        "airflow_run_id": "predict-test",
+        "scored_at": datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, hours=2),
+    }
+
+
 def test_exporter_serves_registry_audit_log_and_predictions_over_http(isolated: VelocastSettings) -> None:
     server = start_exporter(isolated, host="127.0.0.1", port=0)
     try:
@@ -163,7 +194,7 @@ def test_exporter_serves_registry_audit_log_and_predictions_over_http(isolated: 
         empty = scrape(port)
         assert value(empty, "velocast_exporter_source_up", source="registry") == 1
         assert value(empty, "velocast_registry_champions", env="dev") == 0
-        for source in ("model_decisions", "ingestion_log", "hourly_predictions"):
+        for source in ("model_decisions", "ingestion_log", "hourly_predictions", "prediction_scores"):
             assert value(empty, "velocast_exporter_source_up", source=source) == 0
             assert value(empty, "velocast_exporter_scrape_errors_total", source=source, kind="not_found") == 1
         assert not any(name.startswith("velocast_model_") for name, _ in empty)
@@ -180,14 +211,20 @@ def test_exporter_serves_registry_audit_log_and_predictions_over_http(isolated: 
         warehouse = Warehouse(isolated)
         tables = {
             name: warehouse.ensure_table(contract.load_contract(name))
-            for name in (contract.INGESTION_LOG, contract.MODEL_DECISIONS, contract.PREDICTIONS)
+            for name in (
+                contract.INGESTION_LOG,
+                contract.MODEL_DECISIONS,
+                contract.PREDICTIONS,
+                contract.PREDICTION_SCORES,
+            )
         }
         # Tables exist but are empty: sources up, no row-based series.
         no_rows = scrape(port)
-        for source in ("model_decisions", "ingestion_log", "hourly_predictions"):
+        for source in ("model_decisions", "ingestion_log", "hourly_predictions", "prediction_scores"):
             assert value(no_rows, "velocast_exporter_source_up", source=source) == 1
         assert not any(
-            name.startswith(("velocast_ingestion_", "velocast_predictions_")) for name, _ in no_rows
+            name.startswith(("velocast_ingestion_", "velocast_predictions_", "velocast_prediction_scores_"))
+            for name, _ in no_rows
         )
 
         # DAG 1's log rows, through its own append path: a success, then a rejected run.
@@ -225,13 +262,27 @@ def test_exporter_serves_registry_audit_log_and_predictions_over_http(isolated: 
         )
         load_predictions(isolated, warehouse, today - timedelta(days=1), hours=24)
         load_predictions(isolated, warehouse, today, hours=12)
+        # Scores: the baseline won the 2 days before yesterday; yesterday two champion runs made the
+        # forecasts (a promotion), the one with the most rows shows, and it lost too.
+        yesterday = today - timedelta(days=1)
+        load_scores(
+            isolated,
+            warehouse,
+            [
+                score_row(today - timedelta(days=4), "champion-run", 0.9, 0.7, n_rows=2400),
+                score_row(today - timedelta(days=3), "champion-run", 0.6, 0.7, n_rows=2400),
+                score_row(today - timedelta(days=2), "champion-run", 0.65, 0.7, n_rows=2400),
+                score_row(yesterday, "champion-run", 0.5, 0.75, n_rows=2000),
+                score_row(yesterday, "old-run", None, 0.75, n_rows=400),
+            ],
+        )
 
         found = scrape(port)
     finally:
         server.shutdown()
         server.server_close()
 
-    for source in ("registry", "model_decisions", "ingestion_log", "hourly_predictions"):
+    for source in ("registry", "model_decisions", "ingestion_log", "hourly_predictions", "prediction_scores"):
         assert value(found, "velocast_exporter_source_up", source=source) == 1, source
     # Registry.
     champion = {"env": "dev", "model_type": "hgb"}
@@ -279,3 +330,22 @@ def test_exporter_serves_registry_audit_log_and_predictions_over_http(isolated: 
         value(found, "velocast_predictions_last_written_timestamp_seconds")
         == (midnight + timedelta(hours=2, minutes=11)).timestamp()
     )
+    # Scores: yesterday's, model against baseline, and the losing streak.
+    hgb = {"model_type": "hgb"}
+    yesterday_midnight = midnight - timedelta(days=1)
+    assert (
+        value(found, "velocast_prediction_scores_last_day_timestamp_seconds", **hgb)
+        == yesterday_midnight.timestamp()
+    )
+    assert value(found, "velocast_prediction_scores_last_day_rows", **hgb) == 2000
+    assert (
+        value(found, "velocast_prediction_scores_last_day_champion_info", **hgb, model_run_id="champion-run")
+        == 1
+    )
+    assert value(found, "velocast_prediction_scores_r2", **hgb, forecast="model") == 0.5
+    assert value(found, "velocast_prediction_scores_r2", **hgb, forecast="baseline") == 0.75
+    assert value(found, "velocast_prediction_scores_rmse", **hgb, forecast="model") == 30.5
+    assert value(found, "velocast_prediction_scores_mae", **hgb, forecast="baseline") == 18.5
+    assert value(found, "velocast_prediction_scores_wape", **hgb, forecast="baseline") == 0.26
+    assert value(found, "velocast_prediction_scores_r2_gain", **hgb) == -0.25
+    assert value(found, "velocast_prediction_scores_days_losing_to_baseline", **hgb) == 3

@@ -14,6 +14,7 @@ from velocast.exporter.families import (
     ingestion_families,
     prediction_families,
     registry_families,
+    score_families,
 )
 from velocast.exporter.server import build_registry
 from velocast.ml.registry import empty_summary
@@ -85,11 +86,27 @@ def test_every_exposed_family_is_declared_and_documented(settings: VelocastSetti
         "row_count": 24,
         "last_predicted_at": None,
     }
+    score_row = {
+        "scored_date": date(2024, 3, 30),
+        "model_type": "hgb",
+        "model_run_id": "best",
+        "n_rows": 2400,
+        "r2": 0.8,
+        "rmse": 30.0,
+        "mae": 15.0,
+        "wape": 0.2,
+        "baseline_r2": 0.7,
+        "baseline_rmse": 35.0,
+        "baseline_mae": 18.0,
+        "baseline_wape": 0.25,
+        "scored_at": datetime(2024, 3, 31, 2, 30, tzinfo=UTC),
+    }
     readers = {
         "registry": lambda: registry_families(doc),
         "model_decisions": lambda: decision_families([decision_row], today=TODAY),
         "ingestion_log": lambda: ingestion_families([log_row]),
         "hourly_predictions": lambda: prediction_families([prediction_row]),
+        "prediction_scores": lambda: score_families([score_row]),
     }
     text = generate_latest(build_registry(settings, readers=readers)).decode()
     exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}

@@ -20,6 +20,7 @@ from velocast.exporter.families import (
     new_family,
     prediction_families,
     registry_families,
+    score_families,
 )
 from velocast.ml.registry import empty_summary
 
@@ -313,6 +314,103 @@ def test_predictions_of_the_latest_date_only() -> None:
         == datetime(2024, 3, 31, 2, 6, tzinfo=UTC).timestamp()
     )
     assert prediction_families([]) == []
+
+
+def score_row(day: date, r2: float | None, baseline_r2: float | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "scored_date": day,
+        "model_type": "hgb",
+        "model_run_id": "champion",
+        "n_rows": 2400,
+        "r2": r2,
+        "rmse": 30.0,
+        "mae": 15.0,
+        "wape": 0.2,
+        "baseline_r2": baseline_r2,
+        "baseline_rmse": 35.0,
+        "baseline_mae": 18.0,
+        "baseline_wape": 0.25,
+        "scored_at": datetime(2024, 3, 31, 2, 30, tzinfo=UTC),
+        **extra,
+    }
+
+
+def test_scores_of_the_latest_scored_day_model_against_baseline() -> None:
+    rows = [
+        score_row(date(2024, 3, 28), 0.5, 0.7),
+        score_row(date(2024, 3, 30), 0.82, 0.75, n_rows=2300, wape=0.18),
+        score_row(date(2024, 3, 29), 0.6, 0.7),
+    ]
+    found = samples(score_families(rows))
+    hgb = {"model_type": "hgb"}
+    assert (
+        value(found, "velocast_prediction_scores_last_day_timestamp_seconds", **hgb)
+        == datetime(2024, 3, 30, tzinfo=UTC).timestamp()
+    )
+    assert value(found, "velocast_prediction_scores_last_day_rows", **hgb) == 2300
+    assert (
+        value(found, "velocast_prediction_scores_last_day_champion_info", **hgb, model_run_id="champion") == 1
+    )
+    expected = {
+        ("r2", "model"): 0.82,
+        ("r2", "baseline"): 0.75,
+        ("rmse", "model"): 30.0,
+        ("rmse", "baseline"): 35.0,
+        ("mae", "model"): 15.0,
+        ("mae", "baseline"): 18.0,
+        ("wape", "model"): 0.18,
+        ("wape", "baseline"): 0.25,
+    }
+    for (metric, forecast), expected_value in expected.items():
+        assert (
+            value(found, f"velocast_prediction_scores_{metric}", **hgb, forecast=forecast) == expected_value
+        )
+    assert value(found, "velocast_prediction_scores_r2_gain", **hgb) == pytest.approx(0.07)
+    # The latest day wins: no losing streak, whatever the days before.
+    assert value(found, "velocast_prediction_scores_days_losing_to_baseline", **hgb) == 0
+
+
+def test_the_losing_streak_counts_the_latest_consecutive_days_the_baseline_wins() -> None:
+    rows = [
+        score_row(date(2024, 3, 25), 0.5, 0.7),
+        score_row(date(2024, 3, 26), 0.8, 0.7),  # the model wins: the streak stops here
+        score_row(date(2024, 3, 27), 0.6, 0.7),
+        score_row(date(2024, 3, 28), 0.65, 0.7),
+        score_row(date(2024, 3, 29), 0.69, 0.7),
+        {**score_row(date(2024, 3, 29), 0.9, 0.7), "n_rows": 10, "model_run_id": "small"},
+    ]
+    found = samples(score_families(rows))
+    assert value(found, "velocast_prediction_scores_days_losing_to_baseline", model_type="hgb") == 3
+    assert value(found, "velocast_prediction_scores_r2_gain", model_type="hgb") == pytest.approx(-0.01)
+    # Two champion runs scored the latest day: the series show the one with the most rows.
+    assert names(found) >= {"velocast_prediction_scores_last_day_champion_info"}
+    info = [labels for name, labels in found if name == "velocast_prediction_scores_last_day_champion_info"]
+    assert info == [(("model_run_id", "champion"), ("model_type", "hgb"))]
+    assert value(found, "velocast_prediction_scores_last_day_rows", model_type="hgb") == 2400
+
+
+def test_undefined_scores_are_absent_and_stop_the_streak() -> None:
+    rows = [
+        score_row(date(2024, 3, 28), 0.5, 0.7),
+        score_row(date(2024, 3, 29), None, 0.7, wape=float("nan"), baseline_rmse=pd.NA),
+        {**score_row(date(2024, 3, 29), 0.1, 0.2), "model_type": "rf", "n_rows": None, "scored_at": None},
+    ]
+    found = samples(score_families(rows))
+    hgb = {"model_type": "hgb"}
+    assert ("velocast_prediction_scores_r2", (("forecast", "model"), ("model_type", "hgb"))) not in found
+    assert ("velocast_prediction_scores_wape", (("forecast", "model"), ("model_type", "hgb"))) not in found
+    assert ("velocast_prediction_scores_rmse", (("forecast", "baseline"), ("model_type", "hgb"))) not in found
+    assert value(found, "velocast_prediction_scores_r2", **hgb, forecast="baseline") == 0.7
+    assert ("velocast_prediction_scores_r2_gain", (("model_type", "hgb"),)) not in found
+    assert value(found, "velocast_prediction_scores_days_losing_to_baseline", **hgb) == 0
+    # Per model type: rf's own latest day, its missing row count absent.
+    assert value(found, "velocast_prediction_scores_days_losing_to_baseline", model_type="rf") == 1
+    assert ("velocast_prediction_scores_last_day_rows", (("model_type", "rf"),)) not in found
+
+
+def test_no_scored_day_no_score_series() -> None:
+    assert score_families([]) == []
+    assert score_families([score_row(None, 0.8, 0.7)]) == []  # type: ignore[arg-type]
 
 
 # --- value conversions and the families' shape -------------------------------------------------------

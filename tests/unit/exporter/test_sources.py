@@ -11,7 +11,14 @@ from prometheus_client.core import Metric
 
 from velocast.exporter import sources
 from velocast.exporter.catalog import SOURCES
-from velocast.exporter.sources import WarehouseSources, decisions_sql, ingestion_sql, predictions_sql
+from velocast.exporter.sources import (
+    WarehouseSources,
+    decisions_sql,
+    ingestion_sql,
+    predictions_sql,
+    scores_sql,
+    scores_table_id,
+)
 from velocast.settings import VelocastSettings
 
 TABLE = "project.dataset.table"
@@ -44,9 +51,25 @@ def test_ingestion_and_predictions_sql_read_the_quoted_table() -> None:
     )
 
 
+def test_scores_sql_reads_the_latest_scored_days_of_each_model_type() -> None:
+    assert scores_sql(TABLE) == (
+        "SELECT scored_date, model_type, model_run_id, n_rows, r2, rmse, mae, wape, "
+        "baseline_r2, baseline_rmse, baseline_mae, baseline_wape, scored_at "
+        "FROM `project.dataset.table` WHERE TRUE "
+        "QUALIFY DENSE_RANK() OVER (PARTITION BY model_type ORDER BY scored_date DESC) <= 7"
+    )
+    assert scores_sql(TABLE, days=3).endswith("ORDER BY scored_date DESC) <= 3")
+
+
+def test_the_scores_table_is_the_contracts_in_the_predictions_dataset(settings: VelocastSettings) -> None:
+    assert scores_table_id(settings) == (
+        f"{settings.gcp_project}.{settings.predictions_dataset}.prediction_scores"
+    )
+
+
 @pytest.mark.parametrize("table_id", ["project.dataset.t` WHERE FALSE --", "table", "project..table"])
 def test_a_table_id_that_cannot_be_quoted_is_refused(table_id: str) -> None:
-    for build in (ingestion_sql, predictions_sql, lambda t: decisions_sql(t, date(2024, 3, 4))):
+    for build in (ingestion_sql, predictions_sql, scores_sql, lambda t: decisions_sql(t, date(2024, 3, 4))):
         with pytest.raises(ValueError):
             build(table_id)
 
@@ -97,6 +120,9 @@ def test_readers_query_each_table_once_through_the_bigquery_client(
             settings.predictions_table_id: [
                 {"prediction_date": date(2024, 3, 31), "model_type": "hgb", "row_count": 24}
             ],
+            scores_table_id(settings): [
+                {"scored_date": date(2024, 3, 30), "model_type": "hgb", "model_run_id": "r", "n_rows": 24}
+            ],
         }
     )
     built: list[VelocastSettings] = []
@@ -113,7 +139,8 @@ def test_readers_query_each_table_once_through_the_bigquery_client(
     assert "velocast_model_last_decision" in names(readers["model_decisions"]())
     assert "velocast_ingestion_last_run_rows_fetched" in names(readers["ingestion_log"]())
     assert "velocast_predictions_last_date_rows" in names(readers["hourly_predictions"]())
+    assert "velocast_prediction_scores_last_day_rows" in names(readers["prediction_scores"]())
     # One client, created on first use; the window starts window_days - 1 days before the clock's day.
     assert built == [settings]
-    assert [location for _, location in fake.queries] == [settings.gcp_location] * 3
+    assert [location for _, location in fake.queries] == [settings.gcp_location] * 4
     assert "run_date >= DATE '2024-03-25'" in fake.queries[0][0]
