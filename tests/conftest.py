@@ -45,6 +45,7 @@ os.environ.update(
         "VELOCAST_AIRFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow_test{_SUFFIX}",
         # Failures must surface at once in tests, not after Airflow's retry delays.
         "VELOCAST_INGEST_TASK_RETRIES": "0",
+        "VELOCAST_PREDICT_TASK_RETRIES": "0",
         "VELOCAST_HTTP_BACKOFF_SECONDS": "0.05",
         "VELOCAST_HTTP_MAX_BACKOFF_SECONDS": "2",
     }

@@ -73,6 +73,12 @@ class VelocastSettings(BaseSettings):
     paris_lon_max: float = 2.47
     metrics_prefix: str = "velocast"
 
+    # --- Predictions (DAG 2) ------------------------------------------------------------------
+    predict_task_retries: int = Field(default=2, ge=0)
+    # First logical date of DAG 2, and whether the scheduler catches up from it when enabled.
+    predict_start_date: date = date(2023, 1, 1)
+    predict_catchup: bool = False
+
     # --- Models, registry and tracking --------------------------------------------------
     # The registry file (summary.json) in the project bucket; entries namespaced by environment.
     registry_object: str = "registry/summary.json"

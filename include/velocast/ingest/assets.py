@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+from velocast import contract
 from velocast.settings import get_settings
 
 
@@ -17,7 +18,10 @@ def bigquery_asset(project: str, dataset: str, table: str) -> Asset:
 
 
 _settings = get_settings()
+_predictions_dataset = _settings.predictions_dataset
 
 RAW_COUNTS = bigquery_asset(_settings.gcp_project, _settings.raw_dataset, _settings.raw_table)
 QUARANTINE = bigquery_asset(_settings.gcp_project, _settings.raw_dataset, _settings.quarantine_table)
 INGESTION_LOG = bigquery_asset(_settings.gcp_project, _settings.raw_dataset, _settings.ingestion_log_table)
+PREDICTIONS = bigquery_asset(_settings.gcp_project, _predictions_dataset, _settings.predictions_table)
+PREDICTION_SCORES = bigquery_asset(_settings.gcp_project, _predictions_dataset, contract.PREDICTION_SCORES)

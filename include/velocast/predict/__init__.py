@@ -1,5 +1,6 @@
 """The logic behind DAG 2 ``predict_bike_counts``, free of Airflow: Paris local days as UTC hours
 (``days``), the forecast grid of a run (``grid``), the scoring of past days against their actuals and
-the same-hour-last-week baseline (``scoring``), and the BigQuery SQL the DAG runs (``queries``).
-The DAG's tasks wire these to the warehouse and the sidecar hook (``velocast.orchestration``).
+the same-hour-last-week baseline (``scoring``), the BigQuery SQL the DAG runs (``queries``), and the
+run context and steps (``run``, ``steps``). The DAG's tasks hand the steps the warehouse, storage and
+sidecar hook (``velocast.gcp``, ``velocast.orchestration``).
 """
