@@ -195,6 +195,14 @@ class VelocastDiscordNotifier(DiscordNotifier):
     def message(self, context: Mapping[str, Any], settings: VelocastSettings) -> str:
         raise NotImplementedError
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        # DAG-level callbacks get the serialized DAG, which has no template environment (Airflow's
+        # BaseNotifier then fails before posting); the message is built in notify() from the context
+        # and needs no DAG macros, so a plain sandboxed environment does.
+        if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
+            jinja_env = self.get_template_env(dag=None)
+        super().render_template_fields(context, jinja_env)
+
     def __call__(self, *args: Any) -> None:
         # BaseNotifier renders templates before notify() and re-raises what fails: guard it all.
         try:

@@ -237,6 +237,21 @@ def test_a_success_reaches_the_webhook(standin: str, statsd: Callable[[], list[s
     assert "airflow.velocast.notify.discord.sent:1|c" in statsd()
 
 
+def test_a_dag_callback_with_a_serialized_dag_still_posts(
+    standin: str, statsd: Callable[[], list[str]]
+) -> None:
+    """DAG-level callbacks get the serialized DAG, which has no Jinja environment of its own."""
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(DAG(DAG_ID, schedule=None)))
+    assert not hasattr(serialized, "get_template_env")
+    DiscordSuccessNotifier()({**dag_context("success"), "dag": serialized})
+    [message] = received(standin)
+    assert f"`{DAG_ID}` succeeded" in message["payload"]["content"]
+    assert "airflow.velocast.notify.discord.sent:1|c" in statsd()
+
+
 def test_a_failing_webhook_is_logged_and_counted_never_raised(
     standin: str, statsd: Callable[[], list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
