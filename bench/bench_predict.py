@@ -101,37 +101,14 @@ def peak_rss_mb(pid: int) -> float:
 def seed_raw_table(settings: Any, weeks: int) -> tuple[date, date]:
     """The replay's last ``weeks`` weeks in the raw table (replacing that range); their first and last
     complete local days (as ``tests/dags/test_predict_bike_counts.py`` seeds it)."""
-    from velocast import contract
-    from velocast.contract import PARIS
-    from velocast.data.sql import time_range
-    from velocast.gcp.storage import Storage
-    from velocast.gcp.warehouse import Warehouse, contract_frame
-    from velocast.ingest.steps import ensure_tables as ensure_raw_tables
-    from velocast.local.champion import shipped_counts
+    from velocast.gcp.warehouse import Warehouse
+    from velocast.local.seed import seed_raw_counts
     from velocast.predict.steps import ensure_tables
 
-    ensure_raw_tables(settings)
-    warehouse = Warehouse(settings)
-    ensure_tables(warehouse)
-    raw = contract.load_contract(contract.RAW_COUNTS)
-    frame = shipped_counts(settings, weeks)
-    rows = contract_frame(frame, raw, ingestion_run_id="bench_predict_seed", ingested_at=datetime.now(UTC))
-    start, end = rows["counted_at"].min().to_pydatetime(), rows["counted_at"].max().to_pydatetime()
-    table_id = warehouse.table_id(raw)
-    warehouse.run_script(
-        f"DELETE FROM `{table_id}` WHERE {time_range('counted_at', start, end + timedelta(hours=1))}"
-    )
-    warehouse.load_frame(
-        rows,
-        raw,
-        table_id,
-        storage=Storage(settings),
-        object_name="staging/bench/predict_seed.parquet",
-        append=True,
-    )
-    print(f"raw table: {len(rows):,} rows, {rows['counter_id'].nunique()} counters, {start} → {end}")
-    first = start.astimezone(PARIS).date() + timedelta(days=1)
-    return first, end.astimezone(PARIS).date() - timedelta(days=1)
+    seeded = seed_raw_counts(settings, weeks, run_id="bench_predict_seed")
+    ensure_tables(Warehouse(settings))
+    print(f"raw table: {seeded.rows:,} rows, {seeded.counters} counters, {seeded.start} → {seeded.end}")
+    return seeded.complete_days
 
 
 def rows_written(settings: Any, day: date, run_id: str) -> tuple[int, int]:

@@ -25,8 +25,7 @@ from velocast import contract
 from velocast.contract import PARIS
 from velocast.data.sql import date_literal, time_range
 from velocast.errors import RequestError, UnavailableError
-from velocast.gcp.storage import Storage
-from velocast.gcp.warehouse import Warehouse, contract_frame
+from velocast.gcp.warehouse import Warehouse
 from velocast.local.airflow_env import migrate_airflow_db
 from velocast.predict.days import day_range, hours_in_day
 from velocast.settings import VelocastSettings, get_settings
@@ -56,32 +55,12 @@ def parsed_dag(settings: VelocastSettings) -> Any:
 def raw_days(local_stack: Any, settings: VelocastSettings) -> tuple[date, date]:
     """The replay's last ``RAW_WEEKS`` weeks in the raw table (replacing that range); their first
     and last complete local days."""
-    from velocast.ingest.steps import ensure_tables as ensure_raw_tables
-    from velocast.local.champion import shipped_counts
+    from velocast.local.seed import seed_raw_counts
     from velocast.predict.steps import ensure_tables
 
-    ensure_raw_tables(settings)
-    warehouse = Warehouse(settings)
-    ensure_tables(warehouse)
-    raw = contract.load_contract(contract.RAW_COUNTS)
-    frame = shipped_counts(settings, RAW_WEEKS)
-    rows = contract_frame(frame, raw, ingestion_run_id="test_predict_seed", ingested_at=datetime.now(UTC))
-    start, end = rows["counted_at"].min().to_pydatetime(), rows["counted_at"].max().to_pydatetime()
-    table_id = warehouse.table_id(raw)
-    warehouse.run_script(
-        f"DELETE FROM `{table_id}` WHERE {time_range('counted_at', start, end + timedelta(hours=1))}"
-    )
-    warehouse.load_frame(
-        rows,
-        raw,
-        table_id,
-        storage=Storage(settings),
-        object_name="staging/tests/predict_seed.parquet",
-        append=True,
-    )
-    first = start.astimezone(PARIS).date() + timedelta(days=1)
-    last = end.astimezone(PARIS).date() - timedelta(days=1)
-    return first, last
+    seeded = seed_raw_counts(settings, RAW_WEEKS, run_id="test_predict_seed")
+    ensure_tables(Warehouse(settings))
+    return seeded.complete_days
 
 
 @pytest.fixture(scope="module")

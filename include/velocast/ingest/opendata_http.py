@@ -14,13 +14,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
 
 from velocast.errors import UnavailableError, VelocastError
+from velocast.http_retry import retry_after_seconds
 from velocast.ingest.json_stream import InvalidBodyError
 from velocast.settings import VelocastSettings
 
@@ -144,23 +143,6 @@ def api_message(response: httpx.Response) -> str:
     return str(body)[:500]
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def reset_in_seconds(value: str | None) -> float | None:
     """X-RateLimit-Reset as epoch seconds, turned into seconds from now."""
     if not value:
@@ -179,5 +161,4 @@ __all__ = [
     "RetryingClient",
     "api_message",
     "reset_in_seconds",
-    "retry_after_seconds",
 ]

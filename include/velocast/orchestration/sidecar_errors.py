@@ -31,13 +31,12 @@ said when to come back, ``retry_after_seconds``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 from requests import Response
 
 from velocast.errors import ConflictError, NotFoundError, RequestError, UnavailableError, VelocastError
+from velocast.http_retry import retry_after_seconds
 
 MAX_DETAIL_CHARS: Final = 1000
 
@@ -115,30 +114,11 @@ def response_detail(response: Response) -> str:
     return json.dumps(body)[:MAX_DETAIL_CHARS]
 
 
-def retry_after_seconds(response: Response) -> float | None:
-    """``Retry-After`` in seconds (given as seconds or as an HTTP date); None if absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def error_for_response(response: Response, call: str, *, idempotent: bool) -> SidecarError:
     """The exception for a sidecar answer of 400 or more to ``call`` (``"POST /predict"``)."""
     status = response.status_code
     detail = response_detail(response)
-    retry_after = retry_after_seconds(response)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     message = f"the serving sidecar answered {status} to {call}: {detail}"
     if status in (401, 403):
         message += " (check the API key in the password of the sidecar's Airflow connection)"
@@ -168,5 +148,4 @@ __all__ = [
     "SidecarUnavailableError",
     "error_for_response",
     "response_detail",
-    "retry_after_seconds",
 ]

@@ -6,23 +6,13 @@ The retries themselves run against the replay server in ``test_opendata.py``.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 from velocast.errors import UnavailableError, is_retryable
 from velocast.ingest.opendata_http import (
     OpenDataError,
     OpenDataUnavailableError,
     reset_in_seconds,
-    retry_after_seconds,
 )
-
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert retry_after_seconds("2") == 2.0
-    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= (retry_after_seconds(later) or 0) <= 30
 
 
 def test_rate_limit_reset_is_an_epoch_turned_into_seconds_from_now() -> None:
