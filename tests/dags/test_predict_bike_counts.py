@@ -311,13 +311,15 @@ def test_webhook_failing_never_changes_the_run(
     day = raw_days[1] - timedelta(days=3)
     assert str(dag.test(logical_date=logical_date_of(day)).state) == "success"
     assert_partition_is_right(Warehouse(settings), day)
+    # The run's success message was tried once and refused; nothing else changed.
+    assert discord.get("/__admin/messages").json()["refused"] == 1
 
     _unreachable_sidecar(settings, monkeypatch)
     dag_run = dag.test(logical_date=logical_date_of(day))
     monkeypatch.undo()
     assert str(dag_run.state) == "failed"
     assert str(dag_run.get_task_instance("forecast").state) == "failed"
-    assert discord.get("/__admin/messages").json()["refused"] >= 1
+    assert discord.get("/__admin/messages").json()["refused"] >= 2  # and the failure message
     assert_partition_is_right(Warehouse(settings), day)  # the earlier run's partition is kept
 
 
