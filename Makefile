@@ -59,9 +59,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(MAKE) --no-print-directory imports
 
-# The import contracts of pyproject.toml ([tool.importlinter]); the DAG files are the package `dags`.
+# The import contracts of pyproject.toml ([tool.importlinter]).
 imports: venv
-	PYTHONPATH=airflow $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(VENV)/bin/mypy include serving airflow/dags bench

@@ -1,108 +1,100 @@
-"""An import-linter contract type: the source modules import only what an allow-list names.
+"""An import-linter contract type: the files of a folder import only what an allow-list names.
 
 import-linter's built-in contracts forbid modules; the DAG files need the opposite rule (they may
-import ``airflow.sdk``, ``velocast`` and the standard library at module level, and nothing else), and
-grimp squashes external packages to their top-level name (``airflow``), which cannot tell
-``airflow.sdk`` from ``airflow.models``. This contract reads grimp's import details instead (the
-imported module as written on the line, and its line number) and, for "at module level", the
-module's syntax tree: an import inside a function body runs only when the function does (a task
-body, at run time), so it is not checked. grimp's own ``is_lazy`` flag is about PEP 810 ``lazy
-import`` statements, not function-level imports. Registered in ``pyproject.toml`` (``contract_types``).
+import ``airflow.sdk``, ``velocast`` and the standard library at module level, and nothing else).
+grimp cannot serve it: it squashes external packages to their top-level name (``airflow``, so
+``airflow.sdk`` and ``airflow.models`` look alike), and the DAG folder is not a package a plain
+``lint-imports`` run can import (Airflow puts it on ``sys.path`` itself). So this contract reads the
+folder's files (``source_folders``, relative to the directory ``lint-imports`` runs in: the
+repository root) and their module-level import statements from the syntax tree: an import inside
+a function body runs only when the function does (a task body, at run time) and is not checked.
+Registered in ``pyproject.toml`` (``contract_types``).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
-import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from grimp import ImportGraph
 from importlinter import Contract, ContractCheck, fields, output
 
-_IMPORTED = re.compile(r"^\s*(?:from\s+(?P<from>[\w.]+)\s+import\b|import\s+(?P<imports>.+))")
+
+@dataclass(frozen=True)
+class ImportStatement:
+    line_number: int
+    module: str  # dotted; a relative import keeps its leading dots
+    line_contents: str
 
 
-def imported_names(line_contents: str) -> list[str]:
-    """The dotted module names an import line names (``import a.b, c as d`` → ``["a.b", "c"]``)."""
-    match = _IMPORTED.match(line_contents.split("#", 1)[0])
-    if match is None:
-        return []
-    if match.group("from"):
-        return [match.group("from")]
-    return [part.split(" as ")[0].strip() for part in match.group("imports").split(",")]
+def module_level_imports(source: str) -> list[ImportStatement]:
+    """The import statements of ``source`` outside function bodies, one entry per imported module."""
+    lines = source.splitlines()
+    found: list[ImportStatement] = []
 
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue  # runs only when called
+            if isinstance(child, ast.Import):
+                modules = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                modules = ["." * child.level + (child.module or "")]
+            else:
+                visit(child)
+                continue
+            text = lines[child.lineno - 1].strip()
+            found.extend(ImportStatement(child.lineno, module, text) for module in modules)
 
-def function_level_lines(source: str) -> set[int]:
-    """Line numbers of the import statements inside function bodies (run only when called)."""
-    lines: set[int] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.Import | ast.ImportFrom):
-                    lines.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
-    return lines
-
-
-def _module_source(module: str) -> str:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        return ""
-    return Path(spec.origin).read_text(encoding="utf-8")
+    visit(ast.parse(source))
+    return found
 
 
 def is_allowed(name: str, allowed: set[str], *, standard_library: bool) -> bool:
+    if name.startswith("."):
+        return False  # Airflow loads DAG files as top-level modules: no package to be relative to
     if standard_library and name.split(".", maxsplit=1)[0] in sys.stdlib_module_names:
         return True
     return any(name == prefix or name.startswith(prefix + ".") for prefix in allowed)
 
 
 class AllowedImportsContract(Contract):
-    """The source modules (and their descendants) import only ``allowed_modules``.
+    """The Python files under ``source_folders`` import only ``allowed_modules`` at module level.
 
-    Options: ``source_modules`` (packages or modules), ``allowed_modules`` (dotted prefixes; external
-    ones may be submodules such as ``airflow.sdk``), ``allow_standard_library`` (default true),
-    ``module_level_only`` (default true: imports inside functions are not checked).
+    Options: ``source_folders`` (relative to where ``lint-imports`` runs), ``allowed_modules`` (dotted
+    prefixes; external ones may be submodules such as ``airflow.sdk``), ``allow_standard_library``
+    (default true).
     """
 
     type_name = "allowed_imports"
 
-    source_modules = fields.ListField(subfield=fields.StringField())
+    source_folders = fields.ListField(subfield=fields.StringField())
     allowed_modules = fields.ListField(subfield=fields.StringField())
     allow_standard_library = fields.BooleanField(required=False, default=True)
-    module_level_only = fields.BooleanField(required=False, default=True)
 
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
-        sources: list[str] = list(self.source_modules)  # type: ignore[call-overload]
         allowed = set(self.allowed_modules)  # type: ignore[call-overload]
-        importers = set()
-        for source in sources:
-            if source not in graph.modules:
-                raise ValueError(f"source module {source!r} is not in the import graph")
-            importers |= {source} | graph.find_descendants(source)
-        violations = []
-        for importer in sorted(importers):
-            skipped = function_level_lines(_module_source(importer)) if self.module_level_only else set()
-            for imported in sorted(graph.find_modules_directly_imported_by(importer)):
-                for detail in graph.get_import_details(importer=importer, imported=imported):
-                    if detail["line_number"] in skipped:
-                        continue
-                    # A relative import resolves through grimp's own module name.
-                    names = [
-                        imported if name.startswith(".") else name
-                        for name in imported_names(str(detail["line_contents"])) or [imported]
-                    ]
-                    for name in names:
-                        if not is_allowed(name, allowed, standard_library=bool(self.allow_standard_library)):
-                            violations.append(
-                                {
-                                    "importer": importer,
-                                    "imported": name,
-                                    "line_number": detail["line_number"],
-                                    "line_contents": detail["line_contents"],
-                                }
-                            )
+        files: list[Path] = []
+        for folder in self.source_folders:  # type: ignore[attr-defined]
+            path = Path(folder)
+            if not path.is_dir():
+                raise ValueError(
+                    f"source folder {folder!r} does not exist (run lint-imports at the repo root)"
+                )
+            files.extend(sorted(path.rglob("*.py")))
+        violations = [
+            {
+                "importer": str(file),
+                "imported": statement.module,
+                "line_number": statement.line_number,
+                "line_contents": statement.line_contents,
+            }
+            for file in files
+            for statement in module_level_imports(file.read_text(encoding="utf-8"))
+            if not is_allowed(statement.module, allowed, standard_library=bool(self.allow_standard_library))
+        ]
         return ContractCheck(kept=not violations, metadata={"violations": violations})
 
     def render_broken_contract(self, check: ContractCheck) -> None:
