@@ -3,7 +3,7 @@
 Train on 2023 (local Paris dates), test on 2024-01-01 → 2024-02-25: the only honest test for a
 forecaster (a random split leaks the days around each test hour into training). The data are the
 ``regine_nj`` parquet (101 counters, hourly, 2023-01 → 2024-02; see
-``shared/data/paris_bike_counts/SOURCES.md``), read through ``velocast.data.normalize``.
+``tests/data/paris_bike_counts/SOURCES.md``), read through ``velocast.data.normalize``.
 
 Each model runs in its own process, so the peak RSS is that model's (data + fit + predict):
 
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_DATA = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
+    Path(__file__).resolve().parents[1]
+    / "tests"
     / "data"
     / "paris_bike_counts"
     / "regine_nj_projetvelo"

@@ -39,7 +39,7 @@ from velocast.ml.registry import Registry
 from velocast.ml.registry_entries import DataWindow, EntryMetrics, RegistryEntry, SplitMetrics
 from velocast.settings import get_settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "data" / "paris_bike_counts"
 SIZES = (1, 100, 1_000, 10_000)
 REPEATS = {1: 200, 100: 100, 1_000: 40, 10_000: 10}
 

@@ -49,7 +49,7 @@ from velocast.ml.training import run_training
 from velocast.ml.training_request import TrainingRequest
 from velocast.settings import get_settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "paris_bike_counts"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "data" / "paris_bike_counts"
 ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "paris_bike_counts"
+# Real Paris Open Data samples shipped with the tests (ODbL; see tests/data/paris_bike_counts/NOTICE.md).
+SHARED_DATA = REPO_ROOT / "tests" / "data" / "paris_bike_counts"
 
 # VELOCAST_TEST_SLOT=N (default 0) gives a test session its own ports, state directory and
 # databases, so that several sessions (parallel shards, two checkouts) can run side by side.

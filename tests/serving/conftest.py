@@ -35,8 +35,7 @@ from velocast.ml.registry_entries import RegistryEntry
 from velocast.settings import VelocastSettings
 
 SOURCE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
+    Path(__file__).resolve().parents[1]
     / "data"
     / "paris_bike_counts"
     / "regine_nj_projetvelo"

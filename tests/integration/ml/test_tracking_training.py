@@ -49,7 +49,7 @@ from velocast.settings import VelocastSettings
 
 pytestmark = [pytest.mark.stack]
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "paris_bike_counts"
+DATA = Path(__file__).resolve().parents[2] / "data" / "paris_bike_counts"
 PARQUET = DATA / "regine_nj_projetvelo" / "dataset_projet_velo.parquet"
 COUNTERS = [
     "100003096-353242251",

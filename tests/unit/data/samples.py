@@ -12,7 +12,7 @@ from velocast.data.normalize import NormalizeResult, normalize
 from velocast.data.readers import records_to_frame
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO.parent / "shared" / "data" / "paris_bike_counts"
+DATA = REPO / "tests" / "data" / "paris_bike_counts"
 
 DENFERT = "100003096-353242251"
 

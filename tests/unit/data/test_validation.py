@@ -24,7 +24,7 @@ from velocast.data.validation import (
 from velocast.settings import VelocastSettings
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO.parent / "shared" / "data" / "paris_bike_counts"
+DATA = REPO / "tests" / "data" / "paris_bike_counts"
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2024, 1, 4, tzinfo=UTC)
