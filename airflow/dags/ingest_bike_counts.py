@@ -36,7 +36,7 @@ from velocast.contract import PARIS, PARIS_TZ
 from velocast.ingest import assets
 from velocast.ingest.run import ExtractOutcome, IngestionLogRow, IngestionRun, LoadOutcome, TransformOutcome
 from velocast.ingest.window import IngestionWindow
-from velocast.orchestration.taskflow import retry_policy_by_error_family, typed_task
+from velocast.orchestration.taskflow import task_defaults, typed_task
 from velocast.settings import get_settings
 
 # Task bodies import velocast.ingest.steps (pandas, the Google clients) when they run, keeping the
@@ -57,12 +57,7 @@ def _run(window: IngestionWindow) -> IngestionRun:
     start_date=datetime.combine(settings.ingest_start_date, time(0), tzinfo=PARIS),
     catchup=settings.ingest_catchup,
     max_active_runs=1,
-    default_args={
-        "retries": settings.ingest_task_retries,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "retry_policy": retry_policy_by_error_family(),
-    },
+    default_args=task_defaults(settings.ingest_task_retries),
     dagrun_timeout=timedelta(hours=2),
     tags=["velocast", "ingestion"],
     doc_md=__doc__,

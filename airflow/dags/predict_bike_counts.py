@@ -33,7 +33,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context
 from velocast.contract import PARIS, PARIS_TZ
 from velocast.ingest import assets
 from velocast.orchestration.notify import DiscordFailureNotifier, DiscordSuccessNotifier
-from velocast.orchestration.taskflow import retry_policy_by_error_family, typed_task
+from velocast.orchestration.taskflow import task_defaults, typed_task
 from velocast.predict.run import ForecastOutcome, LoadOutcome, PredictionRun, ScoreOutcome, run_day_of
 from velocast.settings import get_settings
 
@@ -57,13 +57,7 @@ def _run() -> PredictionRun:
     start_date=datetime.combine(settings.predict_start_date, time(0), tzinfo=PARIS),
     catchup=settings.predict_catchup,
     max_active_runs=1,
-    default_args={
-        "retries": settings.predict_task_retries,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "retry_policy": retry_policy_by_error_family(),
-        "on_failure_callback": DiscordFailureNotifier(),
-    },
+    default_args=task_defaults(settings.predict_task_retries, on_failure_callback=DiscordFailureNotifier()),
     on_success_callback=DiscordSuccessNotifier(),
     dagrun_timeout=timedelta(hours=1),
     tags=["velocast", "predictions"],

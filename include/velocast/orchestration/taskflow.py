@@ -19,6 +19,7 @@ TaskFlow resolves each ``XComArg`` to the upstream return value, rebuilt from XC
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, XComArg, task
@@ -50,6 +51,18 @@ def retry_policy_by_error_family() -> ExceptionRetryPolicy:
         ],
         default=RetryAction.DEFAULT,
     )
+
+
+def task_defaults(retries: int, **extra: Any) -> dict[str, Any]:
+    """The ``default_args`` every velocast DAG shares: ``retries`` tries after 5, 10, 20… minutes,
+    decided by error family (``retry_policy_by_error_family``), plus the DAG's own ``extra``."""
+    return {
+        "retries": retries,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "retry_policy": retry_policy_by_error_family(),
+        **extra,
+    }
 
 
 class Output(Generic[R_co]):
@@ -104,4 +117,4 @@ def typed_task(**task_kwargs: Any) -> TypedTask:
     return TypedTask(task_kwargs)
 
 
-__all__ = ["Output", "TypedTask", "retry_policy_by_error_family", "typed_task"]
+__all__ = ["Output", "TypedTask", "retry_policy_by_error_family", "task_defaults", "typed_task"]
