@@ -79,6 +79,30 @@ class VelocastSettings(BaseSettings):
     predict_start_date: date = date(2023, 1, 1)
     predict_catchup: bool = False
 
+    # --- Monitor and train (DAG 3) ----------------------------------------------------------
+    monitor_task_retries: int = Field(default=1, ge=0)
+    monitor_start_date: date = date(2023, 1, 1)
+    # The champion is scored on the last N complete local days before the run.
+    monitor_recent_days: int = Field(default=7, ge=1, le=28)
+    # RETRAIN when the champion's recent R² is below this, or when this share of columns drifted;
+    # proactively when both drift ≥ the share and R² < the proactive bound.
+    monitor_min_r2: float = Field(default=0.65, ge=-1, le=1)
+    monitor_drift_share: float = Field(default=0.5, gt=0, le=1)
+    monitor_proactive_r2: float = Field(default=0.70, ge=-1, le=1)
+    # Days of the champion's training data compared with the recent days (a comparable slice).
+    monitor_reference_days: int = Field(default=28, ge=7, le=366)
+    # The sliding window of actuals a retraining adds to the baseline (POST /train current_window).
+    monitor_train_window_days: int = Field(default=30, ge=7, le=92)
+    # Baseline (train_baseline/test_baseline) of the retraining; None: the sidecar's default.
+    monitor_baseline_uri: str | None = None
+    # How long a training job may run, and how often the triggerer asks the sidecar about it.
+    monitor_training_timeout_seconds: float = Field(default=3 * 3600.0, gt=0)
+    monitor_poll_seconds: float = Field(default=15.0, gt=0)
+    # How long a promotion may take to reach every sidecar worker.
+    monitor_promotion_confirm_seconds: float = Field(default=120.0, gt=0)
+    drift_reports_prefix: str = "drift_reports"
+    monitor_staging_prefix: str = "staging/monitor"
+
     # --- Models, registry and tracking --------------------------------------------------
     # The registry file (summary.json) in the project bucket; entries namespaced by environment.
     registry_object: str = "registry/summary.json"
@@ -103,6 +127,8 @@ class VelocastSettings(BaseSettings):
     serving_max_records: int = Field(default=10_000, ge=1)
     serving_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     serving_reload_interval_seconds: float = Field(default=5.0, gt=0)
+    # uvicorn worker processes (``--workers``): the DAGs confirm a promotion reached each of them.
+    serving_workers: int = Field(default=1, ge=1, le=64)
     # Training jobs' state (shared by the workers); default <state_dir>/jobs.
     serving_jobs_dir: Path | None = None
 

@@ -12,6 +12,7 @@ from velocast_serving.auth import ApiKeys
 from velocast_serving.jobs import JobStore
 from velocast_serving.metrics import ServingMetrics
 from velocast_serving.model_store import ModelStore
+from velocast_serving.workers import WorkerBoard
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,4 @@ class ServingContext:
     store: ModelStore
     metrics: ServingMetrics
     jobs: JobStore
+    workers: WorkerBoard

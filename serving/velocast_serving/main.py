@@ -36,6 +36,7 @@ from velocast_serving.errors import EXCEPTION_HANDLERS
 from velocast_serving.jobs import JobStore
 from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics, TrainingJobsCollector
 from velocast_serving.model_store import ModelStore
+from velocast_serving.workers import WorkerBoard
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def _lifespan(context: ServingContext) -> Callable[[FastAPI], Any]:
             yield
         finally:
             context.store.stop()
+            context.workers.withdraw()
             context.metrics.worker_exited()
 
     return lifespan
@@ -177,7 +179,11 @@ def create_app(settings: VelocastSettings | None = None, *, model_store: ModelSt
     store.add_listener(metrics)
     jobs = JobStore.from_settings(settings)
     metrics.add_collector(TrainingJobsCollector(jobs, settings.metrics_prefix))
-    context = ServingContext(settings=settings, api_keys=api_keys, store=store, metrics=metrics, jobs=jobs)
+    workers = WorkerBoard.from_settings(settings)
+    store.after_refresh(workers.publish)
+    context = ServingContext(
+        settings=settings, api_keys=api_keys, store=store, metrics=metrics, jobs=jobs, workers=workers
+    )
 
     app = FastAPI(
         title="velocast serving",

@@ -188,6 +188,8 @@ class ModelStore:
         self._loader = loader
         self._snapshot = StoreSnapshot(env=self.env)
         self._listeners: list[StoreListener] = []
+        # Called after every registry check with the snapshot (e.g. the worker board's heartbeat).
+        self._after_refresh: list[Callable[[StoreSnapshot], None]] = []
         # One refresh at a time (the poller and a promotion may both ask).
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -220,10 +222,16 @@ class ModelStore:
         listener.models_changed(self.env, {t: m.entry for t, m in snapshot.models.items()})
 
     # --- reloading ------------------------------------------------------------------------------
+    def after_refresh(self, callback: Callable[[StoreSnapshot], None]) -> None:
+        self._after_refresh.append(callback)
+
     def refresh(self, *, force: bool = False) -> bool:
         """Bring the served models in line with the registry; True if a served model changed."""
         with self._lock:
-            return self._refresh(force)
+            changed = self._refresh(force)
+            for callback in self._after_refresh:
+                callback(self._snapshot)
+            return changed
 
     def _refresh(self, force: bool) -> bool:
         current = self._snapshot

@@ -215,6 +215,13 @@ class PromoteResponse(BaseModel):
     serving: ServingState | None = Field(description="None when the promotion is for another env")
 
 
+class WorkerServing(BaseModel):
+    pid: int
+    env: str
+    served: dict[str, str] = Field(description="model type → run id this worker serves")
+    updated_at: float = Field(description="when the worker last checked the registry (epoch seconds)")
+
+
 class ModelSummary(BaseModel):
     env: str
     registry: str
@@ -224,6 +231,12 @@ class ModelSummary(BaseModel):
     default_model_type: str | None
     errors: dict[str, str]
     checked_at: datetime | None
+    # Which worker answered, and how many there are: a caller confirms a promotion reached each.
+    worker_pid: int = Field(description="process id of the worker that answered")
+    workers: int = Field(description="worker processes the sidecar runs (VELOCAST_SERVING_WORKERS)")
+    workers_serving: list[WorkerServing] = Field(
+        description="what each live worker serves, from the board the workers share"
+    )
 
 
 class ReadyResponse(BaseModel):

@@ -101,6 +101,13 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "model_decisions",
     ),
     _spec(
+        "model_last_run_failed",
+        "gauge",
+        _EM,
+        "1 when a task of the last monitor_and_train run failed, 0 when it succeeded (absent: not recorded)",
+        "model_decisions",
+    ),
+    _spec(
         "model_drift_share",
         "gauge",
         _EM,

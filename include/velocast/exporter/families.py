@@ -191,6 +191,8 @@ def decision_families(
             DECISIONS,
             "NONE" if _missing(decision) else str(decision),
         )
+        status = row.get("status")
+        families.add("model_last_run_failed", labels, None if _missing(status) else float(status == "FAILED"))
         families.add("model_drift_share", labels, as_float(row.get("drift_share")))
         families.add("model_champion_recent_r2", labels, as_float(row.get("champion_recent_r2")))
         for split in SPLITS:

@@ -41,7 +41,7 @@ from velocast.settings import VelocastSettings
 Reader = Callable[[], list[Metric]]
 
 _DECISION_COLUMNS: Final = (
-    "airflow_run_id, run_date, env, model_type, branch, decision, promoted, drift_share, "
+    "airflow_run_id, run_date, status, env, model_type, branch, decision, promoted, drift_share, "
     "champion_recent_r2, challenger_r2_test_baseline, challenger_r2_test_current, logged_at"
 )
 _INGESTION_COLUMNS: Final = (

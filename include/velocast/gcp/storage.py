@@ -30,6 +30,13 @@ class Storage:
         self.hook.upload(bucket_name=self.settings.bucket, object_name=object_name, filename=str(local_path))
         return self.uri(object_name)
 
+    def upload_bytes(self, data: bytes, object_name: str, *, content_type: str) -> str:
+        """``data`` as ``object_name`` (e.g. an HTML report served with its type); its gs:// URI."""
+        self.hook.upload(
+            bucket_name=self.settings.bucket, object_name=object_name, data=data, mime_type=content_type
+        )
+        return self.uri(object_name)
+
     def download_file(self, uri: str, local_path: Path) -> Path:
         bucket, name = parse_gs_uri(uri)
         self.hook.download(bucket_name=bucket, object_name=name, filename=str(local_path))

@@ -7,10 +7,12 @@ transaction (DELETE the days, INSERT the staged rows), so a failure leaves the d
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,13 @@ def bigquery_schema(contract: TableContract) -> list[bigquery.SchemaField]:
 def safe_table_suffix(text: str) -> str:
     """A table-name-safe suffix from an Airflow run id (``scheduled__2024-01-01T01:00:00+00:00``)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", text)[:200]
+
+
+def _json_default(value: Any) -> Any:
+    """Dates and instants as BigQuery's JSON loads read them (ISO 8601)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 class Warehouse:
@@ -147,6 +156,29 @@ class Warehouse:
             path = write_contract_parquet(frame, contract, Path(tmp) / "rows.parquet")
             uri = storage.upload_file(path, object_name)
         return self.load_parquet([uri], table_id, contract, append=append)
+
+    def load_json_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        contract: TableContract,
+        table_id: str,
+        *,
+        storage: Storage,
+        object_name: str,
+    ) -> int:
+        """``rows`` staged as newline-delimited JSON at ``object_name`` and loaded by a job into
+        ``table_id`` (replacing it). JSON columns keep their structure (Parquet has no JSON type)."""
+        text = "".join(json.dumps(dict(row), default=_json_default) + "\n" for row in rows)
+        uri = storage.upload_bytes(text.encode("utf-8"), object_name, content_type="application/x-ndjson")
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=bigquery_schema(contract),
+            write_disposition="WRITE_TRUNCATE",
+            create_disposition="CREATE_IF_NEEDED",
+        )
+        job = self.client.load_table_from_uri([uri], table_id, job_config=config)
+        job.result()
+        return int(job.output_rows or 0)
 
     def run_script(self, sql: str) -> None:
         self.client.query(sql, location=self.settings.gcp_location).result()

@@ -1,8 +1,9 @@
 """The serving sidecar as a process of the local stack: ``uvicorn velocast_serving.main:create_app``.
 
 Started the way ``serving/Dockerfile`` starts it (the app factory under uvicorn), on
-``settings.local_host:settings.serving_port`` with one worker (the local machine has few cores;
-one worker needs no ``PROMETHEUS_MULTIPROC_DIR``). Its environment is the stack's (emulator
+``settings.local_host:settings.serving_port`` with ``serving_workers`` workers (default one: the
+local machine has few cores); several share a fresh ``PROMETHEUS_MULTIPROC_DIR`` under the state
+directory, emptied at each start as the image's command does. Its environment is the stack's (emulator
 hosts, bucket, project), every ``VELOCAST_*`` value of the settings it was built with (so a
 ``model_copy`` with another registry object or port reaches the process) and the admin key of
 ``local_sidecar_admin_key``: the key Airflow's ``velocast_sidecar`` connection carries as password.
@@ -13,6 +14,7 @@ puts a real one there. ``velocast serving up``, the DAG tests and ``make demo`` 
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Final
 
@@ -40,16 +42,22 @@ class ServingSidecar(ProcessGroup):
 
     def env(self) -> dict[str, str]:
         s = self.settings
-        return {
+        env = {
             **stack_environment(s),
             **s.to_environment(),
             "VELOCAST_SERVING_ADMIN_API_KEY": local_sidecar_admin_key(s),
         }
+        if s.serving_workers > 1:
+            metrics_dir = s.state_dir / f"{self.name}-prometheus"
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # stale files would be summed in
+            metrics_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        return env
 
     def services(self) -> list[Service]:
         s = self.settings
         argv = [venv_executable("uvicorn"), "velocast_serving.main:create_app", "--factory"]
-        argv += ["--host", s.local_host, "--port", str(s.serving_port), "--workers", "1"]
+        argv += ["--host", s.local_host, "--port", str(s.serving_port), "--workers", str(s.serving_workers)]
         argv += ["--log-level", "warning"]
         return [Service(name=self.name, argv=argv, health_url=f"{self.url}/health")]
 

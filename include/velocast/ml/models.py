@@ -49,8 +49,8 @@ from velocast.ml.features import (
     FeatureSet,
 )
 from velocast.ml.model_base import Hyperparams, ModelError, VelocastModel
+from velocast.ml.model_types import DEFAULT_MODEL_TYPE, MODEL_TYPE_NAMES
 
-DEFAULT_MODEL_TYPE: Final = "hgb"
 # HistGradientBoosting takes at most max_bins (255) categories per categorical feature.
 MAX_HGB_COUNTERS: Final = 255
 # A level factor outside this range says more about a glitch than about the counter.
@@ -255,6 +255,8 @@ _MODEL_CLASSES: Final[dict[str, type[VelocastModel]]] = {
     RandomForestModel.model_type: RandomForestModel,
 }
 MODEL_TYPES: Final[tuple[str, ...]] = tuple(_MODEL_CLASSES)
+if MODEL_TYPES != MODEL_TYPE_NAMES or DEFAULT_MODEL_TYPE not in MODEL_TYPES:  # the DAGs' Params list them
+    raise ImportError(f"velocast.ml.model_types lists {MODEL_TYPE_NAMES}, the model types are {MODEL_TYPES}")
 
 
 def _model_class(model_type: str) -> type[VelocastModel]:

@@ -213,9 +213,19 @@ class VelocastDiscordNotifier(DiscordNotifier):
 
     def notify(self, context: Context) -> None:
         settings = get_settings()
-        timeout = self.timeout_seconds or settings.notify_timeout_seconds
         try:
             text = self.message(context, settings)
+        except Exception as error:  # a notification must never fail the pipeline
+            log.warning("Discord %s not sent: the message failed: %s", self.event, error_text(error))
+            _count(settings, "failed")
+            return
+        self.post(text, settings)
+
+    def post(self, text: str, settings: VelocastSettings | None = None) -> bool:
+        """Post ``text`` once, within the timeout; True when Discord accepted it. Never raises."""
+        settings = settings or get_settings()
+        timeout = self.timeout_seconds or settings.notify_timeout_seconds
+        try:
             hook = self.hook
             payload = hook.handler.build_discord_payload(
                 tts=self.tts, message=text, username=self.username, avatar_url=self.avatar_url
@@ -232,9 +242,10 @@ class VelocastDiscordNotifier(DiscordNotifier):
                 "Discord %s not sent (connection %s): %s", self.event, self.discord_conn_id, error_text(error)
             )
             _count(settings, "failed")
-            return
+            return False
         log.info("Discord %s sent", self.event)
         _count(settings, "sent")
+        return True
 
     async def async_notify(self, context: Context) -> None:
         """The same post, off the event loop (e.g. a deadline alert run by the triggerer)."""
@@ -257,6 +268,24 @@ class DiscordSuccessNotifier(VelocastDiscordNotifier):
 
     def message(self, context: Mapping[str, Any], settings: VelocastSettings) -> str:
         return success_message(context, env=settings.env, ui_url=airflow_ui_url(settings))
+
+
+class DiscordMessage(VelocastDiscordNotifier):
+    """A message written by the caller (e.g. the weekly run's report): ``post(text)`` says if it went."""
+
+    event = "message"
+
+    def message(self, context: Mapping[str, Any], settings: VelocastSettings) -> str:
+        raise NotImplementedError("DiscordMessage posts a given text: call post(text)")
+
+
+def post_message(text: str, *, discord_conn_id: str | None = None) -> bool:
+    """Post ``text`` to the Discord webhook once; True when delivered. Never raises."""
+    try:
+        return DiscordMessage(discord_conn_id=discord_conn_id).post(_fit(text))
+    except Exception as error:  # building the notifier itself failed (e.g. no provider connection)
+        log.warning("Discord message not sent: %s", error_text(error))
+        return False
 
 
 def _count(settings: VelocastSettings, outcome: str) -> None:
@@ -282,12 +311,14 @@ def _fit(text: str) -> str:
 
 __all__ = [
     "DiscordFailureNotifier",
+    "DiscordMessage",
     "DiscordSuccessNotifier",
     "RunFacts",
     "VelocastDiscordNotifier",
     "airflow_ui_url",
     "failure_message",
     "next_step",
+    "post_message",
     "run_facts",
     "run_link",
     "success_message",

@@ -71,6 +71,16 @@ class Readiness(BaseModel):
         return self.status == "ready"
 
 
+class WorkerServing(BaseModel):
+    """One live sidecar worker and the run id it serves per model type."""
+
+    model_config = _RESULT_CONFIG
+
+    pid: int
+    env: str
+    served: dict[str, str] = Field(default_factory=dict)
+
+
 class ModelSummary(BaseModel):
     """``GET /model_summary``: the registry entries of the served environment and the loaded champions."""
 
@@ -84,6 +94,9 @@ class ModelSummary(BaseModel):
     default_model_type: str | None
     errors: dict[str, str]
     checked_at: datetime | None
+    worker_pid: int | None = None
+    workers: int = 1
+    workers_serving: list[WorkerServing] = Field(default_factory=list)
 
     @property
     def champion(self) -> Champion | None:
@@ -180,4 +193,5 @@ __all__ = [
     "ServingState",
     "TrainingJob",
     "TrainingSubmission",
+    "WorkerServing",
 ]

@@ -18,13 +18,21 @@ TaskFlow resolves each ``XComArg`` to the upstream return value, rebuilt from XC
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, XComArg, task
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, XComArg, get_current_context, task
 
 from velocast.errors import RequestError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+# The XCom key under which a task records the error it failed with (``recording_failure``).
+FAILURE_XCOM_KEY = "velocast_failure"
+MAX_FAILURE_CHARS = 1500
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -65,6 +73,45 @@ def task_defaults(retries: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _is_control_flow(error: BaseException) -> bool:
+    """Airflow's own signals (defer, skip, reschedule...) raised through a task: not failures."""
+    from airflow.sdk.exceptions import (
+        AirflowRescheduleException,
+        AirflowSkipException,
+        DownstreamTasksSkipped,
+        TaskDeferred,
+    )
+
+    signals = (TaskDeferred, AirflowSkipException, AirflowRescheduleException, DownstreamTasksSkipped)
+    return isinstance(error, signals)
+
+
+def record_failure(error: BaseException) -> None:
+    """Push ``{"error": "Type: message"}`` under ``FAILURE_XCOM_KEY`` while the task still runs, so that
+    a join task (trigger rule ``all_done``) can tell which task failed and why. Best effort."""
+    if _is_control_flow(error):
+        return
+    text = f"{type(error).__name__}: {error}"[:MAX_FAILURE_CHARS]
+    try:
+        get_current_context()["ti"].xcom_push(FAILURE_XCOM_KEY, {"error": text})
+    except Exception:  # recording must not hide the task's own error
+        log.warning("could not record the failure of the task", exc_info=True)
+
+
+def recording_failure(function: Callable[..., R]) -> Callable[..., R]:
+    """``function`` that records its error (``record_failure``) before raising it."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            record_failure(error)
+            raise
+
+    return wrapper
+
+
 class Output(Generic[R_co]):
     """The output of a task returning ``R_co``, while the DAG is wired: its ``XComArg``, typed."""
 
@@ -80,8 +127,12 @@ class Output(Generic[R_co]):
 class TypedTask:
     """Turns ``f(a: A, …) -> R`` into a task called as ``f(Output[A], …) -> Output[R]`` (up to 4 inputs)."""
 
-    def __init__(self, task_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, task_kwargs: dict[str, Any], *, branch: bool = False, records_failure: bool = False
+    ) -> None:
         self.task_kwargs = task_kwargs
+        self.branch = branch
+        self.records_failure = records_failure
 
     @overload
     def __call__(self, function: Callable[[], R], /) -> Callable[[], Output[R]]: ...
@@ -103,8 +154,11 @@ class TypedTask:
     ) -> Callable[[Output[A], Output[B], Output[C], Output[D]], Output[R]]: ...
 
     def __call__(self, function: Callable[..., Any], /) -> Callable[..., Output[Any]]:
-        # The function itself goes to @task: Airflow reads its signature, docstring and annotations.
-        airflow_task = task(**self.task_kwargs)(function)
+        # The function itself goes to @task: Airflow reads its signature, docstring and annotations
+        # (``functools.wraps`` keeps them when the failure is recorded).
+        decorator = task.branch if self.branch else task
+        body = recording_failure(function) if self.records_failure else function
+        airflow_task = decorator(**self.task_kwargs)(body)
 
         def call(*upstream: Output[Any]) -> Output[Any]:
             return Output(airflow_task(*(output.xcom_arg for output in upstream)))
@@ -112,9 +166,28 @@ class TypedTask:
         return call
 
 
-def typed_task(**task_kwargs: Any) -> TypedTask:
-    """``@task(**task_kwargs)`` whose calls take and return ``Output``s (positional arguments only)."""
-    return TypedTask(task_kwargs)
+def typed_task(*, records_failure: bool = False, **task_kwargs: Any) -> TypedTask:
+    """``@task(**task_kwargs)`` whose calls take and return ``Output``s (positional arguments only).
+
+    ``records_failure``: the task's error is pushed to XCom before it fails (``record_failure``).
+    """
+    return TypedTask(task_kwargs, records_failure=records_failure)
 
 
-__all__ = ["Output", "TypedTask", "retry_policy_by_error_family", "task_defaults", "typed_task"]
+def typed_branch(*, records_failure: bool = False, **task_kwargs: Any) -> TypedTask:
+    """``@task.branch(**task_kwargs)``, typed like ``typed_task``: the function returns the task id
+    (or ids) to follow."""
+    return TypedTask(task_kwargs, branch=True, records_failure=records_failure)
+
+
+__all__ = [
+    "FAILURE_XCOM_KEY",
+    "Output",
+    "TypedTask",
+    "record_failure",
+    "recording_failure",
+    "retry_policy_by_error_family",
+    "task_defaults",
+    "typed_branch",
+    "typed_task",
+]

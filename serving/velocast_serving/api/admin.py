@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 
 from velocast.ml.registry_entries import normalize_env
@@ -16,7 +18,13 @@ from velocast_serving.api.deps import (
     calling,
     champion_info,
 )
-from velocast_serving.schemas import ModelSummary, PromoteRequest, PromoteResponse, ServingState
+from velocast_serving.schemas import (
+    ModelSummary,
+    PromoteRequest,
+    PromoteResponse,
+    ServingState,
+    WorkerServing,
+)
 
 router = APIRouter(tags=["admin"])
 
@@ -74,4 +82,7 @@ def model_summary(context: Context, _role: PredictRole) -> ModelSummary:
         default_model_type=snapshot.default_model_type,
         errors=dict(snapshot.errors),
         checked_at=snapshot.checked_at,
+        worker_pid=os.getpid(),
+        workers=context.settings.serving_workers,
+        workers_serving=[WorkerServing.model_validate(line) for line in context.workers.read()],
     )

@@ -59,6 +59,7 @@ def test_every_exposed_family_is_declared_and_documented(settings: VelocastSetti
     decision_row = {
         "airflow_run_id": "w",
         "run_date": date(2024, 3, 30),
+        "status": "SUCCESS",
         "env": "prod",
         "model_type": "hgb",
         "branch": "RETRAIN",

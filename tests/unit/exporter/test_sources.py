@@ -26,7 +26,7 @@ TABLE = "project.dataset.table"
 
 def test_decisions_sql_selects_the_window_and_the_latest_runs() -> None:
     assert decisions_sql(TABLE, date(2024, 3, 4)) == (
-        "SELECT airflow_run_id, run_date, env, model_type, branch, decision, promoted, drift_share, "
+        "SELECT airflow_run_id, run_date, status, env, model_type, branch, decision, promoted, drift_share, "
         "champion_recent_r2, challenger_r2_test_baseline, challenger_r2_test_current, logged_at "
         "FROM `project.dataset.table` WHERE TRUE "
         "QUALIFY run_date >= DATE '2024-03-04' "
