@@ -1,6 +1,6 @@
 # The project bucket: ingestion staging files (staging/), the model registry
 # (registry/summary.json, updated under generation preconditions), MLflow artifacts (mlflow/)
-# and Evidently drift reports (reports/drift/).
+# and Evidently drift reports (drift_reports/).
 
 resource "google_storage_bucket" "velocast" {
   # checkov:skip=CKV_GCP_62:Usage/storage logs (a legacy feature) are not used: object access is audited through Cloud Audit Logs (Data Access logs for storage.googleapis.com), which need no second log bucket that would itself fail this check.
@@ -36,7 +36,7 @@ resource "google_storage_bucket" "velocast" {
   lifecycle_rule {
     condition {
       age            = var.drift_report_retention_days
-      matches_prefix = ["reports/drift/"]
+      matches_prefix = ["drift_reports/"]
       with_state     = "ANY"
     }
     action {

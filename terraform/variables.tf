@@ -100,7 +100,7 @@ variable "staging_retention_days" {
 
 variable "drift_report_retention_days" {
   type        = number
-  description = "Days before Evidently drift reports (reports/drift/ prefix) are deleted; model_decisions keeps their URIs."
+  description = "Days before Evidently drift reports (drift_reports/ prefix) are deleted; model_decisions keeps their URIs."
   default     = 180
 
   validation {

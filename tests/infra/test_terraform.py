@@ -420,7 +420,7 @@ def bucket_problems(config: TerraformConfig) -> list[str]:
         conditions = [block(rule, "condition") for rule in body.get("lifecycle_rule", [])]
         prefixes = {prefix for condition in conditions for prefix in condition.get("matches_prefix", [])}
         problems += [
-            f"{name}: no lifecycle rule for {p}" for p in ("staging/", "reports/drift/") if p not in prefixes
+            f"{name}: no lifecycle rule for {p}" for p in ("staging/", "drift_reports/") if p not in prefixes
         ]
         if not any("days_since_noncurrent_time" in c or "num_newer_versions" in c for c in conditions):
             problems.append(f"{name}: no lifecycle rule for noncurrent versions")
@@ -865,7 +865,7 @@ def test_bucket_is_private_uniform_and_versioned(config: TerraformConfig) -> Non
         ),
         pytest.param("    enabled = true", "    enabled = false", "versioning", id="no-versioning"),
         pytest.param(
-            '["reports/drift/"]', '["reports/"]', "no lifecycle rule for reports/drift/", id="no-drift-rule"
+            '["drift_reports/"]', '["reports/"]', "no lifecycle rule for drift_reports/", id="no-drift-rule"
         ),
     ],
 )

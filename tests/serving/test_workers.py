@@ -65,6 +65,7 @@ def server(workers_setup, module_settings, kit, tmp_path_factory) -> Iterator[Se
         "VELOCAST_SERVING_ADMIN_API_KEY": kit.admin_key,
         "VELOCAST_SERVING_PREDICT_API_KEYS": json.dumps([kit.predict_key]),
         "VELOCAST_SERVING_RELOAD_INTERVAL_SECONDS": str(RELOAD_SECONDS),
+        "VELOCAST_SERVING_WORKERS": str(WORKERS),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log = folder / "uvicorn.log"
@@ -136,6 +137,12 @@ def test_every_worker_picks_up_a_promotion(server, workers_setup, artifacts, kit
     elapsed = _wait_for_workers(server, "run-b", timeout=10)
     assert elapsed < 10
     assert set(_predict_many(server, kit, counter, 40)) == {"run-b"}
+
+    # Whichever worker answers, /model_summary lists what every live worker serves (the board DAG 3
+    # confirms promotions with), the same workers as the metrics.
+    summary = httpx.get(f"{server.url}/model_summary", headers=kit.predict, timeout=5).json()
+    board = {str(line["pid"]): line["served"]["hgb"] for line in summary["workers_serving"]}
+    assert summary["workers"] == WORKERS and board == _served_by_worker(server)
 
     # Counters are summed over the workers' files: every predicted row is there.
     text = httpx.get(f"{server.url}/metrics", timeout=5).text
