@@ -3,7 +3,9 @@
 uvicorn's workers share one listening socket and the kernel picks which one accepts a connection,
 so a caller cannot ask a given worker what it serves. Instead every worker, after each registry
 check (``ModelStore.refresh``), writes ``<pid>.json`` (its env, the run id it serves per model
-type, when) to a directory the workers share: ``<state_dir>/serving-workers-<port>``. Any worker
+type, when) to a directory only the workers of the same server share:
+``<state_dir>/serving-workers/<port>-<server pid>``, the server pid being uvicorn's supervisor (the
+workers' parent process) or, with a single worker, the worker itself. Any worker
 reads the whole board for ``GET /model_summary``, so one answer tells whether a promotion has
 reached every worker. A file older than a few reload intervals, or of a process that is gone, is
 a worker that no longer serves: it is left out and removed.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -40,6 +43,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def server_pid() -> int:
+    """uvicorn's supervisor when it spawned this worker (``--workers N``), else this process."""
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid is not None else os.getpid()
+
+
 class WorkerBoard:
     def __init__(self, directory: Path, reload_interval_seconds: float) -> None:
         self.directory = directory
@@ -47,7 +56,7 @@ class WorkerBoard:
 
     @classmethod
     def from_settings(cls, settings: VelocastSettings) -> WorkerBoard:
-        directory = settings.state_dir / f"serving-workers-{settings.serving_port}"
+        directory = settings.state_dir / "serving-workers" / f"{settings.serving_port}-{server_pid()}"
         return cls(directory, settings.serving_reload_interval_seconds)
 
     def publish(self, snapshot: StoreSnapshot) -> None:

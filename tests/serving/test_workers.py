@@ -66,6 +66,7 @@ def server(workers_setup, module_settings, kit, tmp_path_factory) -> Iterator[Se
         "VELOCAST_SERVING_PREDICT_API_KEYS": json.dumps([kit.predict_key]),
         "VELOCAST_SERVING_RELOAD_INTERVAL_SECONDS": str(RELOAD_SECONDS),
         "VELOCAST_SERVING_WORKERS": str(WORKERS),
+        "VELOCAST_SERVING_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log = folder / "uvicorn.log"

@@ -27,6 +27,7 @@ from velocast import contract
 from velocast.data.sql import table_ref, time_range
 from velocast.monitor.run import ChampionHealth, MonitorDataError, MonitorRun
 from velocast.predict.scoring import LAST_WEEK, DayMetrics, scoring_frame
+from velocast.predict.steps import PredictionsInfo
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +43,8 @@ class StoragePort(Protocol):
     def upload_file(self, local_path: Path, object_name: str) -> str: ...
 
 
-class ChampionPort(Protocol):
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def model_type(self) -> str: ...
-    @property
-    def model_uri(self) -> str: ...
-
-
-class PredictionPort(Protocol):
-    @property
-    def predicted_count(self) -> float: ...
-
-
-class PredictionsPort(Protocol):
-    @property
-    def predictions(self) -> Sequence[PredictionPort]: ...
-    @property
-    def champion(self) -> ChampionPort: ...
+# The sidecar's answers as DAG 2 reads them (``SidecarHook``'s results satisfy both).
+PredictionsPort = PredictionsInfo
 
 
 class ReadinessPort(Protocol):

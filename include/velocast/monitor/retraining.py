@@ -130,27 +130,19 @@ def promote_and_confirm(
     previous = (promotion.previous_champion or {}).get("run_id")
     deadline = started + run.settings.monitor_promotion_confirm_seconds
     confirmed: list[int] = []
-    workers = 1
-    last_seen: dict[int, str | None] = {}
+    note: str | None = None
     while True:
         summary = sidecar.model_summary()
         workers = max(1, int(summary.workers))
         if summary.env != env:
             # The sidecar serves another env: the registry changed, nothing it serves can confirm it.
-            return PromotionOutcome(
-                promoted=True,
-                run_id=outcome.run_id,
-                model_type=outcome.model_type,
-                env=env,
-                previous_run_id=previous,
-                workers=workers,
-                seconds=clock() - started,
-                note=f"the sidecar serves {summary.env}, not {env}: not confirmed by serving",
-            )
+            note = f"the sidecar serves {summary.env}, not {env}: not confirmed by serving"
+            break
         # Every live worker's line on the sidecar's worker board (velocast_serving.workers).
         last_seen = {line.pid: line.served.get(outcome.model_type) for line in summary.workers_serving}
         confirmed = sorted(pid for pid, run_id in last_seen.items() if run_id == outcome.run_id)
         if len(confirmed) >= workers and len(confirmed) == len(last_seen):
+            log.info("promoted %s (was %s); workers %s serve it", outcome.run_id, previous, confirmed)
             break
         if clock() >= deadline:
             raise PromotionNotConfirmedError(
@@ -159,7 +151,6 @@ def promote_and_confirm(
                 f"sidecar worker(s) serve it (workers: {last_seen})"
             )
         sleep(0.25)
-    log.info("promoted %s (was %s); workers %s serve it", outcome.run_id, previous, confirmed)
     return PromotionOutcome(
         promoted=True,
         run_id=outcome.run_id,
@@ -169,6 +160,7 @@ def promote_and_confirm(
         confirmed_workers=confirmed,
         workers=workers,
         seconds=clock() - started,
+        note=note,
     )
 
 
