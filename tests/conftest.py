@@ -47,6 +47,7 @@ os.environ.update(
         # Failures must surface at once in tests, not after Airflow's retry delays.
         "VELOCAST_INGEST_TASK_RETRIES": "0",
         "VELOCAST_PREDICT_TASK_RETRIES": "0",
+        "VELOCAST_MONITOR_TASK_RETRIES": "0",
         "VELOCAST_HTTP_BACKOFF_SECONDS": "0.05",
         "VELOCAST_HTTP_MAX_BACKOFF_SECONDS": "2",
     }
