@@ -57,11 +57,8 @@ STATSD_FED = ("airflow_", "velocast_ingest_")
 # Series that exist only once something happened that a quiet week does not have.
 AFTER_EVENTS = (
     "ALERTS",
-    "velocast_serving_errors_total",
     "velocast_exporter_scrape_errors_total",
-    "velocast_serving_registry_poll_errors_total",
     "velocast_model_last_promotion_timestamp_seconds",
-    "velocast_training_job_running",
     "velocast_training_jobs_total",
     "velocast_model_challenger_r2",
 )
