@@ -50,9 +50,8 @@ def audit_row(facts: MonitorFacts, *, alert_sent: bool, logged_at: datetime) -> 
         raise ValueError("logged_at must be timezone-aware")
     health, drift, branch, training = facts.health, facts.drift, facts.branch, facts.training
     promotion, deployment = facts.promotion, facts.deployment
-    decision_reason = training.decision_reason if training else None
-    if deployment is not None and training is not None and deployment.reason != decision_reason:
-        decision_reason = deployment.reason
+    # The branch's reason extends the job's (a test_mode DEPLOY not applied in prod says so).
+    decision_reason = deployment.reason if deployment else (training.decision_reason if training else None)
     thresholds: dict[str, Any] = {}
     if branch is not None:
         thresholds["branch"] = branch.thresholds

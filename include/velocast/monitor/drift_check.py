@@ -27,17 +27,15 @@ import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from velocast import contract
-from velocast.data.sql import table_ref, time_range
 from velocast.ml.drift import DriftDataError, drift_frame, measure_drift, reference_slice
 from velocast.ml.reference_data import BaselineError, load_test_baseline
-from velocast.monitor.health import PredictionsPort, prediction_records
+from velocast.monitor.health import PredictionsPort, WarehousePort, prediction_records, raw_counts
 from velocast.monitor.run import ChampionHealth, DriftOutcome, MonitorRun
 
 log = logging.getLogger(__name__)
@@ -46,11 +44,6 @@ log = logging.getLogger(__name__)
 class StoragePort(Protocol):
     def download_file(self, uri: str, local_path: Path) -> Path: ...
     def upload_bytes(self, data: bytes, object_name: str, *, content_type: str) -> str: ...
-
-
-class WarehousePort(Protocol):
-    def table_id(self, contract: contract.TableContract) -> str: ...
-    def query_frame(self, sql: str) -> pd.DataFrame: ...
 
 
 class PredictorPort(Protocol):
@@ -65,22 +58,13 @@ def read_recent_rows(storage: StoragePort, uri: str) -> pd.DataFrame:
 MIN_REFERENCE_DAYS = 7
 
 
-def previous_actuals(warehouse: WarehousePort, start: datetime, days: int) -> pd.DataFrame:
-    """The raw counts of the ``days`` days before ``start``."""
-    raw = warehouse.table_id(contract.load_contract(contract.RAW_COUNTS))
-    return warehouse.query_frame(
-        f"SELECT counter_id, counted_at, hourly_count FROM {table_ref(raw)} "
-        f"WHERE {time_range('counted_at', start - timedelta(days=days), start)} AND hourly_count IS NOT NULL"
-    )
-
-
 def reference_rows(
     run: MonitorRun, warehouse: WarehousePort, health: ChampionHealth
 ) -> tuple[pd.DataFrame, str]:
     """The reference rows and a sentence saying which they are (module docstring)."""
     start, end = health.window_start, health.window_end
     days = run.settings.monitor_reference_days
-    before = previous_actuals(warehouse, start, days)
+    before = raw_counts(warehouse, start - timedelta(days=days), start)
     if not before.empty:
         moments = pd.to_datetime(before["counted_at"], utc=True)
         covered = moments.dt.floor("D").nunique()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,13 +60,12 @@ class ServingPort(Protocol):
     def predict(self, records: Sequence[Mapping[str, Any]]) -> PredictionsPort: ...
 
 
-def recent_actuals(run: MonitorRun, warehouse: WarehousePort) -> pd.DataFrame:
-    """The raw counts of the recent window and of the week before it (for the baseline)."""
-    start, end = run.recent_window()
+def raw_counts(warehouse: WarehousePort, start: datetime, end: datetime) -> pd.DataFrame:
+    """The raw table's counts in ``[start, end)`` (the recent days, the week before, the reference)."""
     raw = warehouse.table_id(contract.load_contract(contract.RAW_COUNTS))
     return warehouse.query_frame(
         f"SELECT counter_id, counted_at, hourly_count FROM {table_ref(raw)} "
-        f"WHERE {time_range('counted_at', start - LAST_WEEK, end)} AND hourly_count IS NOT NULL"
+        f"WHERE {time_range('counted_at', start, end)} AND hourly_count IS NOT NULL"
     )
 
 
@@ -88,7 +88,8 @@ def check_champion(
 ) -> ChampionHealth:
     """Score the served champion on the recent actuals; stage the rows and predictions for drift."""
     start, end = run.recent_window()
-    actuals = recent_actuals(run, warehouse)
+    # The recent days and the week before them (the last-week baseline), in one query.
+    actuals = raw_counts(warehouse, start - LAST_WEEK, end)
     if actuals.empty:
         raise MonitorDataError(
             f"no actuals in {run.settings.raw_table_id} from {(start - LAST_WEEK).isoformat()} to "
@@ -161,4 +162,4 @@ def _stage(run: MonitorRun, storage: StoragePort, frame: pd.DataFrame) -> str:
         return storage.upload_file(path, f"{run.staging_prefix}/{RECENT_ROWS_OBJECT}")
 
 
-__all__ = ["check_champion", "prediction_records", "recent_actuals"]
+__all__ = ["check_champion", "prediction_records", "raw_counts"]

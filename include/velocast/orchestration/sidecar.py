@@ -63,6 +63,7 @@ from velocast.settings import VelocastSettings, get_settings
 
 if TYPE_CHECKING:
     from airflow.models import Connection
+    from airflow.sdk.definitions.connection import Connection as SdkConnection
 
     # Types only: the request models pull in pandas and the Google clients, which a call does not need.
     from velocast.ml.training_request import EvaluationRequest, TrainingRequest
@@ -233,6 +234,12 @@ class SidecarHook(HttpHook):
         return self._parse(Promotion, response, "POST /promote_champion")
 
     # --- the HttpHook parts it builds on ----------------------------------------------------------
+    def url_of(self, connection: Connection | SdkConnection) -> str:
+        """The base URL ``HttpHook`` builds from ``connection`` (for callers that hold the connection
+        already, e.g. the training-job trigger, which fetches it asynchronously)."""
+        self._set_base_url(connection)
+        return str(self.base_url).rstrip("/")
+
     def _extract_auth(self, connection: Connection) -> AuthBase | None:
         key = connection.password
         if not key:

@@ -28,7 +28,7 @@ import httpx
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from velocast.orchestration.sidecar import API_KEY_HEADER
+from velocast.orchestration.sidecar import API_KEY_HEADER, SidecarHook
 from velocast.orchestration.sidecar_errors import SidecarUnavailableError
 from velocast.orchestration.sidecar_results import FINISHED_JOB_STATUSES
 from velocast.orchestration.taskflow import record_failure
@@ -36,7 +36,6 @@ from velocast.settings import get_settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.sdk.definitions.connection import Connection
 
     from velocast.monitor.run import TrainingOutcome
 
@@ -46,18 +45,6 @@ CLASSPATH: Final = "velocast.orchestration.training_wait.TrainingJobTrigger"
 # Consecutive failed polls (sidecar unreachable, 5xx) before the wait gives up.
 MAX_POLL_ERRORS: Final = 20
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
-
-
-def base_url(connection: Connection) -> str:
-    """``schema://host:port`` of an HTTP connection, as ``HttpHook`` builds it."""
-    host = connection.host or ""
-    if "://" in host:
-        url = host
-    else:
-        url = f"{connection.schema or 'http'}://{host}"
-        if connection.port:
-            url += f":{connection.port}"
-    return url.rstrip("/")
 
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
@@ -95,9 +82,9 @@ class TrainingJobTrigger(BaseTrigger):
         headers = {"Accept": "application/json"}
         if connection.password:
             headers[API_KEY_HEADER] = connection.password
-        return httpx.AsyncClient(
-            base_url=base_url(connection), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS
-        )
+        # The same base URL the hook builds from the connection (HttpHook's rule).
+        url = SidecarHook(self.conn_id).url_of(connection)
+        return httpx.AsyncClient(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         errors = 0
@@ -185,8 +172,6 @@ class WaitForTrainingJobOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> TrainingOutcome | None:
-        from velocast.orchestration.sidecar import SidecarHook
-
         try:
             job = SidecarHook(self.conn_id).job_status(self.job_id)
             if job.finished:
@@ -235,4 +220,4 @@ class WaitForTrainingJobOperator(BaseOperator):
         return outcome
 
 
-__all__ = ["TrainingJobTrigger", "WaitForTrainingJobOperator", "base_url"]
+__all__ = ["TrainingJobTrigger", "WaitForTrainingJobOperator"]
