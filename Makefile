@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.synced: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet uv==$(UV_VERSION)
-	$(UV) pip sync --python $(PY) requirements.txt requirements-dev.txt
+	$(UV) pip sync --compile-bytecode --python $(PY) requirements.txt requirements-dev.txt
 	$(UV) pip install --python $(PY) --no-deps -e .
 	touch $@
 

@@ -11,44 +11,25 @@ the bare ``model.predict`` of the same rows), and req/s under 32 concurrent clie
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+from served_champion import REGINE_NJ, served_champion
 
 from velocast.data.normalize import normalize
 from velocast.data.readers import read_source
-from velocast.gcp.clients import storage_client
-from velocast.local.stack import running_stack, venv_executable
 from velocast.ml.evaluation import score
 from velocast.ml.models import build_model
-from velocast.ml.registry import Registry
-from velocast.ml.registry_entries import DataWindow, EntryMetrics, RegistryEntry, SplitMetrics
-from velocast.settings import get_settings
+from velocast.ml.registry_entries import SplitMetrics
 
-SHARED = Path(__file__).resolve().parents[1] / "tests" / "data" / "paris_bike_counts"
 SIZES = (1, 100, 1_000, 10_000)
 REPEATS = {1: 200, 100: 100, 1_000: 40, 10_000: 10}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -68,9 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--data", type=Path, default=SHARED / "regine_nj_projetvelo" / "dataset_projet_velo.parquet"
-    )
+    parser.add_argument("--data", type=Path, default=REGINE_NJ)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
@@ -86,71 +65,9 @@ def main() -> None:
     held_out = score(test["hourly_count"].to_numpy(dtype=float), model.predict(test))
     split = SplitMetrics(r2=held_out.r2, rmse=held_out.rmse, mae=held_out.mae)
 
-    base = get_settings()
-    admin_key, predict_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    settings = base.model_copy(update={"registry_object": f"bench/{uuid.uuid4().hex}/summary.json"})
-    with running_stack(settings), tempfile.TemporaryDirectory(prefix="velocast-bench-") as tmp:
-        path = model.save(Path(tmp) / "model.joblib")
-        object_name = f"bench/{uuid.uuid4().hex}/model.joblib"
-        storage_client(settings).bucket(settings.bucket).blob(object_name).upload_from_filename(str(path))
-        registry = Registry(settings)
-        registry.add_entry(
-            "dev",
-            RegistryEntry(
-                run_id="bench",
-                model_uri=f"gs://{settings.bucket}/{object_name}",
-                model_type=model.model_type,
-                metrics=EntryMetrics(test_baseline=split, test_current=split),
-                data_window=DataWindow(start=train["counted_at"].min(), end=train["counted_at"].max()),
-                created_at=datetime.now(UTC),
-            ),
-        )
-        registry.promote("dev", model.model_type, "bench")
-
-        port = _free_port()
-        env = {
-            **os.environ,
-            "VELOCAST_REGISTRY_OBJECT": settings.registry_object,
-            "VELOCAST_SERVING_ADMIN_API_KEY": admin_key,
-            "VELOCAST_SERVING_PREDICT_API_KEYS": f'["{predict_key}"]',
-            "VELOCAST_SERVING_ENV": "dev",
-            "STORAGE_EMULATOR_HOST": str(settings.storage_emulator_host),
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="velocast-prom-"),
-        }
-        server = subprocess.Popen(
-            [
-                venv_executable("uvicorn"),
-                "velocast_serving.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                sys.exit("the sidecar did not become ready")
-            _latencies(url, predict_key, grid, model)
-            _throughput(url, predict_key, grid, args.clients, args.seconds)
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
+    with served_champion(model, train, split, workers=args.workers) as served:
+        _latencies(served.url, served.predict_key, grid, model)
+        _throughput(served.url, served.predict_key, grid, args.clients, args.seconds)
 
 
 def _latencies(url: str, key: str, grid: pd.DataFrame, model: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Final
 
@@ -27,7 +27,7 @@ from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
 
-MIN_ADMIN_KEY_LENGTH: Final = 16
+MIN_KEY_LENGTH: Final = 16
 # Values that show up in tutorials and .env templates; compared lower-cased and stripped.
 PLACEHOLDER_KEYS: Final = frozenset(
     {"", "admin", "changeme", "change-me", "change_me", "secret", "password", "default", "test", "token"}
@@ -53,14 +53,14 @@ def _plain(value: SecretStr | str | None) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
-def admin_key_weakness(key: str) -> str | None:
-    """Why ``key`` is unfit as the admin key, or None."""
+def key_weakness(key: str) -> str | None:
+    """Why ``key`` is unfit as an API key (admin or predict), or None."""
     if not key.strip():
         return "is empty"
     if key.strip().lower() in PLACEHOLDER_KEYS or _PLACEHOLDER_PATTERN.search(key):
         return "is a placeholder"
-    if len(key) < MIN_ADMIN_KEY_LENGTH:
-        return f"is shorter than {MIN_ADMIN_KEY_LENGTH} characters"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters"
     if len(set(key)) < 4:
         return "repeats too few characters"
     return None
@@ -75,23 +75,34 @@ class ApiKeys:
 
     @classmethod
     def from_settings(cls, settings: VelocastSettings) -> ApiKeys:
-        """The keys of ``settings``; raises ``InsecureSettingsError`` on a weak admin key.
+        """The keys of ``settings``; raises ``InsecureSettingsError`` on a weak admin or predict key.
 
         ``serving_local_dev`` allows a placeholder admin key; an *empty* one then disables the
         admin role instead of opening it.
         """
         admin = _plain(settings.serving_admin_api_key)
         predict = [_plain(key) for key in settings.serving_predict_api_keys]
-        weakness = admin_key_weakness(admin)
+        weakness = key_weakness(admin)
         if weakness is not None:
             if not settings.serving_local_dev:
                 raise InsecureSettingsError(
                     f"refusing to start: the admin API key (VELOCAST_SERVING_ADMIN_API_KEY) {weakness}. "
-                    f"Set a random key of at least {MIN_ADMIN_KEY_LENGTH} characters, e.g. "
+                    f"Set a random key of at least {MIN_KEY_LENGTH} characters, e.g. "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or "
                     "VELOCAST_SERVING_LOCAL_DEV=true for local development only."
                 )
             log.warning("local development: the admin API key %s", weakness)
+        for position, key in enumerate(predict):
+            weakness = key_weakness(key)
+            if weakness is None:
+                continue
+            if not settings.serving_local_dev:
+                raise InsecureSettingsError(
+                    f"refusing to start: predict API key #{position + 1} "
+                    f"(VELOCAST_SERVING_PREDICT_API_KEYS) {weakness}. Predict keys follow the admin "
+                    f"key's rule: random, at least {MIN_KEY_LENGTH} characters."
+                )
+            log.warning("local development: predict API key #%d %s", position + 1, weakness)
         if admin and any(hmac.compare_digest(admin.encode(), key.encode()) for key in predict if key):
             raise InsecureSettingsError(
                 "refusing to start: a predict API key equals the admin API key (it would grant admin)"
@@ -118,6 +129,21 @@ ApiKeyHeader = Annotated[str | None, Depends(_api_key_header)]
 BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 _UNAUTHORIZED_HEADERS: Final = {"WWW-Authenticate": "Bearer"}
+MISSING_KEY: Final = "missing API key: send X-API-Key or Authorization: Bearer"
+INVALID_KEY: Final = "invalid API key"
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key of raw ASGI headers, read as ``require`` reads it (X-API-Key first, then Bearer)."""
+    api_key = bearer = None
+    for name, value in headers:
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+        elif name == b"authorization" and bearer is None:
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials:
+                bearer = credentials
+    return api_key or bearer or None
 
 
 def require(*roles: Role) -> Callable[..., Role]:
@@ -130,14 +156,12 @@ def require(*roles: Role) -> Callable[..., Role]:
         if not presented:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                "missing API key: send X-API-Key or Authorization: Bearer",
+                MISSING_KEY,
                 headers=_UNAUTHORIZED_HEADERS,
             )
         role = keys.role_of(presented)
         if role is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "invalid API key", headers=_UNAUTHORIZED_HEADERS
-            )
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, INVALID_KEY, headers=_UNAUTHORIZED_HEADERS)
         if role not in allowed:
             needed = " or ".join(sorted(allowed))
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this route needs the {needed} role")

@@ -2,9 +2,9 @@
 
 ``POST /train`` must answer at once, and a training (minutes of CPU, GBs of memory) must not run
 in a worker that serves ``/predict``. So each job is a child process
-(``python -m velocast_serving.jobs run <root> <job_id>``) started in its own session, and
-everything about it lives under ``<root>/<job_id>/`` where every worker (and a restarted one)
-can read it:
+(``python -m velocast_serving.jobs run <root> <job_id>``, ``velocast_serving.job_runner``)
+started in its own session (``velocast_serving.job_process``), and everything about it lives
+under ``<root>/<job_id>/`` where every worker (and a restarted one) can read it:
 
 * ``request.json``: the validated ``TrainingRequest``;
 * ``status.json``: status (``queued`` → ``running`` → ``succeeded`` | ``failed``), the current
@@ -19,25 +19,22 @@ dies without writing its result (killed, out of memory) releases the lock with i
 descriptor; the next reader of its status sees "running but nobody holds the lock" and records
 it as failed, so no job stays "running" forever.
 
-Finished jobs are counted in ``<root>/counts.json`` (for ``velocast_training_jobs_total``).
+Every status change (the runner's start, its progress, an outcome, a cancellation) is a
+read-modify-write under one file lock, ``<root>/counts.json.lock`` (see ``cancel``). Finished jobs
+are counted in ``<root>/counts.json`` (for ``velocast_training_jobs_total``). This module is the
+store, the workers' side; the child's side is ``velocast_serving.job_runner``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +46,8 @@ from typing import Any, Final
 
 from velocast.errors import ConflictError
 from velocast.ml.training_request import TrainingRequest
-from velocast.settings import VelocastSettings, get_settings
+from velocast.settings import VelocastSettings
+from velocast_serving.job_process import GroupStop, child_environment, default_command, start_child
 
 log = logging.getLogger(__name__)
 
@@ -195,19 +193,8 @@ class JobStore:
             argv = (command or default_command)(self.root, job_id)
             if command is None:
                 argv += ["--lock-fd", str(lock_fd)]
-            with (folder / "job.log").open("ab") as output:
-                process = subprocess.Popen(
-                    argv,
-                    env=child_environment(settings),
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    # The child holds the lock from its first instruction to its exit.
-                    pass_fds=(lock_fd,),
-                    # Its own session: a worker restart or Ctrl-C does not kill the training.
-                    start_new_session=True,
-                )
-            # Its own session: pid == process group id, what DELETE /train/{id} signals.
+            # The child holds the lock from its first instruction to its exit.
+            process = start_child(argv, settings, folder / "job.log", inherited=lock_fd)
             status = self.update(job_id, pid=process.pid)
             # Reaps the child when it exits (no zombie), without blocking the request.
             threading.Thread(target=process.wait, name=f"train-{job_id[:8]}", daemon=True).start()
@@ -251,7 +238,7 @@ class JobStore:
         status = _read_json(folder / "status.json")
         if status is None or JobState(status["status"]).finished:
             return status
-        if self._is_current(job_id) and self.lock_is_held():
+        if self._process_alive(job_id):
             return status
         return self._mark_lost(job_id)
 
@@ -283,19 +270,38 @@ class JobStore:
         Returns the job's status (unchanged if it had finished already), None if unknown. The
         outcome is recorded before the signal, so the job can never be reported anything else;
         the registry is untouched unless the job was past its last step (adding its entry).
+
+        Pid read, status check, ``cancelled`` written and SIGTERM sent: one section under the
+        status lock, which the runner's start (``running`` + its pid) and outcome take too. A job
+        starting meanwhile either sees ``cancelled`` and never trains, or has written its pid and
+        gets the signal; one that finished first keeps its outcome; one whose process died is
+        reported lost and its pid (free for reuse) is not signalled.
         """
-        status = self.get(job_id)
+        status = self.get(job_id)  # a job whose process died is recorded lost here
         if status is None or JobState(status["status"]).finished:
             return status
-        pid = status.get("pid")
-        status = self.finish(
-            job_id,
-            JobState.CANCELLED,
-            step="cancelled",
-            error={"type": "Cancelled", "message": "cancelled by DELETE /train/{job_id}"},
-        )
-        if status["status"] == JobState.CANCELLED.value and pid:
-            _stop_group(int(pid))
+        stopping: GroupStop | None = None
+        with _flocked(self._status_lock):
+            status = _read_json(self.job_dir(job_id) / "status.json")
+            if status is None or JobState(status["status"]).finished:
+                return status  # finished (or cancelled by another worker) since the first read
+            if not self._process_alive(job_id):
+                return self._record_lost(job_id)
+            status = self._record_outcome(
+                job_id,
+                JobState.CANCELLED,
+                step="cancelled",
+                error={"type": "Cancelled", "message": "cancelled by DELETE /train/{job_id}"},
+            )
+            pid = status.get("pid")
+            # None: queued, its process not started yet; the runner sees "cancelled" and exits.
+            if pid:
+                stopping = GroupStop(int(pid))
+                if not stopping.terminate():
+                    stopping = None
+        # The grace period is waited outside the lock, on the pidfd taken under it.
+        if stopping is not None:
+            stopping.wait_or_kill()
         return status
 
     # --- the child's side ------------------------------------------------------------------
@@ -326,16 +332,20 @@ class JobStore:
     def finish(self, job_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
         """Record the outcome once, and count it."""
         with _flocked(self._status_lock):
-            status = _read_json(self.job_dir(job_id) / "status.json")
-            if status is not None and JobState(status["status"]).finished:
-                return status  # recorded already (e.g. by a reader that found the process dead)
-            if state is JobState.SUCCEEDED:
-                fields.setdefault("progress", 1.0)
-            status = self._update(job_id, final=True, status=state.value, finished_at=utc_now(), **fields)
-            counts = self.counts()
-            counts[state.value] += 1
-            _write_json(self.root / COUNTS_FILE, dict(counts))
-            return status
+            return self._record_outcome(job_id, state, **fields)
+
+    def _record_outcome(self, job_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
+        """``finish`` with the status lock held by the caller."""
+        status = _read_json(self.job_dir(job_id) / "status.json")
+        if status is not None and JobState(status["status"]).finished:
+            return status  # recorded already (e.g. by a reader that found the process dead)
+        if state is JobState.SUCCEEDED:
+            fields.setdefault("progress", 1.0)
+        status = self._update(job_id, final=True, status=state.value, finished_at=utc_now(), **fields)
+        counts = self.counts()
+        counts[state.value] += 1
+        _write_json(self.root / COUNTS_FILE, dict(counts))
+        return status
 
     # --- housekeeping ------------------------------------------------------------------------
     def _is_current(self, job_id: str) -> bool:
@@ -344,9 +354,17 @@ class JobStore:
         except FileNotFoundError:
             return False
 
+    def _process_alive(self, job_id: str) -> bool:
+        """Whether the job's process (or the worker starting it) still holds the job lock."""
+        return self._is_current(job_id) and self.lock_is_held()
+
     def _mark_lost(self, job_id: str) -> dict[str, Any]:
+        with _flocked(self._status_lock):
+            return self._record_lost(job_id)
+
+    def _record_lost(self, job_id: str) -> dict[str, Any]:
         log.error("training job %s: %s", job_id, LOST_MESSAGE)
-        return self.finish(
+        return self._record_outcome(
             job_id, JobState.FAILED, step="lost", error={"type": "JobLost", "message": LOST_MESSAGE}
         )
 
@@ -367,99 +385,21 @@ class JobStore:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _stop_group(pid: int, grace_seconds: float = 5.0) -> None:
-    """SIGTERM the job's process group (its own session: the job and anything it started)."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+__all__ = [
+    "FINISHED_STATES",
+    "KEEP_FINISHED",
+    "LOST_MESSAGE",
+    "JobBusyError",
+    "JobState",
+    "JobStore",
+    "child_environment",
+    "default_command",
+    "request_summary",
+    "utc_now",
+]
 
 
-def default_command(root: Path, job_id: str) -> list[str]:
-    return [sys.executable, "-m", "velocast_serving.jobs", "run", str(root), job_id]
+if __name__ == "__main__":  # ``python -m velocast_serving.jobs``: the child's side
+    from velocast_serving.job_runner import main
 
-
-def child_environment(settings: VelocastSettings) -> dict[str, str]:
-    """The worker's environment with these settings (incl. changes made in code), minus secrets."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VELOCAST_")}
-    env.update(settings.to_environment())
-    # The client libraries read these names themselves; keep them in line with the settings.
-    for name, value in (
-        ("STORAGE_EMULATOR_HOST", settings.storage_emulator_host),
-        ("BIGQUERY_EMULATOR_HOST", settings.bigquery_emulator_host),
-    ):
-        env.pop(name, None)
-        if value:
-            env[name] = value
-    # A job's metrics go to counts.json, not into the workers' multiprocess files.
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return env
-
-
-# --- the child process ------------------------------------------------------------------------
-
-
-def run_job(store: JobStore, job_id: str, settings: VelocastSettings, *, lock_fd: int | None = None) -> int:
-    """Run one job to its end; every outcome is written to its status file.
-
-    ``lock_fd``: the job lock inherited from the worker, released once the outcome is written
-    (rather than at interpreter exit), so the next job can start at once.
-    """
-    try:
-        return _run(store, job_id, settings)
-    finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
-
-
-def _run(store: JobStore, job_id: str, settings: VelocastSettings) -> int:
-    from velocast.ml.training import run_training
-
-    status = store.update(job_id, status=JobState.RUNNING.value, started_at=utc_now(), pid=os.getpid())
-    if JobState(status["status"]).finished:
-        log.info("training job %s was %s before it started", job_id, status["status"])
-        return 0
-    try:
-        request = TrainingRequest.model_validate_json(
-            (store.job_dir(job_id) / "request.json").read_text(encoding="utf-8")
-        )
-
-        def progress(step: str, fraction: float) -> None:
-            store.update(job_id, step=step, progress=round(fraction, 3))
-
-        result = run_training(request, settings, progress=progress)
-    except Exception as error:
-        log.error("training job %s failed\n%s", job_id, traceback.format_exc())
-        store.finish(
-            job_id,
-            JobState.FAILED,
-            error={"type": type(error).__name__, "message": str(error) or repr(error)},
-        )
-        return 1
-    store.finish(job_id, JobState.SUCCEEDED, step="done", result=result.to_dict())
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m velocast_serving.jobs")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run one training job (started by POST /train)")
-    run.add_argument("root", type=Path)
-    run.add_argument("job_id")
-    run.add_argument("--lock-fd", type=int, help="the inherited job lock (released when done)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_job(JobStore(args.root), args.job_id, get_settings(), lock_fd=args.lock_fd)
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,28 +17,36 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from velocast.settings import VelocastSettings, get_settings
 from velocast_serving.api import ROUTERS
-from velocast_serving.auth import ApiKeys
+from velocast_serving.auth import INVALID_KEY, MISSING_KEY, ApiKeys, presented_key
 from velocast_serving.context import ServingContext
 from velocast_serving.errors import EXCEPTION_HANDLERS
 from velocast_serving.jobs import JobStore
-from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics, TrainingJobsCollector
+from velocast_serving.metrics import UNMATCHED_ROUTE, ServingMetrics, TrainingJobsCollector, method_label
 from velocast_serving.model_store import ModelStore
+from velocast_serving.openapi import document_bodies
+from velocast_serving.schemas import PredictRequest
 from velocast_serving.workers import WorkerBoard
 
 log = logging.getLogger(__name__)
+
+# Routes anyone may call (no key, no body): liveness, readiness, metrics and the API's description.
+OPEN_PATHS: Final = frozenset(
+    {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
 
 
 # --- middleware (pure ASGI: no per-request task or body copy, unlike BaseHTTPMiddleware) ------------
@@ -69,11 +77,54 @@ class MetricsMiddleware:
         finally:
             # FastAPI puts the matched route in the scope; unknown paths share one label.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            method = str(scope.get("method", ""))
+            method = method_label(str(scope.get("method", "")))
             self.metrics.requests.labels(route, method, str(status_code)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
             if status_code >= 400:
                 self.metrics.errors.labels(route, str(status_code)).inc()
+
+
+class AuthenticateBodiesMiddleware:
+    """401 before a single body byte is read, for a request with a body and no valid key.
+
+    FastAPI reads and parses a route's body before its dependencies (the key check) run: without
+    this, a keyless client could make a worker parse megabytes. Open routes take no body; the
+    routes' own dependencies still decide the role (403) and answer keyless requests without body.
+    """
+
+    def __init__(
+        self, app: ASGIApp, api_keys: ApiKeys, open_paths: frozenset[str], routes: Sequence[BaseRoute]
+    ) -> None:
+        self.app = app
+        self.api_keys = api_keys
+        self.open_paths = open_paths
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        presented = presented_key(scope.get("headers", []))
+        if presented is None or self.api_keys.role_of(presented) is None:
+            detail = MISSING_KEY if presented is None else INVALID_KEY
+            headers = {"Connection": "close", "WWW-Authenticate": "Bearer"}
+            # The route template, for the metrics' label (the router never sees this request).
+            matched = next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
+            if matched is not None:
+                scope["route"] = matched
+            response = JSONResponse(
+                {"detail": detail}, status_code=status.HTTP_401_UNAUTHORIZED, headers=headers
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in {b"", b"0"}):
+            return True
+    return False
 
 
 class BodySizeLimitMiddleware:
@@ -197,8 +248,12 @@ def create_app(settings: VelocastSettings | None = None, *, model_store: ModelSt
     # Errors are answered by family (velocast_serving.errors): routes raise, they do not map.
     for error_type, handler in EXCEPTION_HANDLERS:
         app.add_exception_handler(error_type, handler)
-    # Added last = outermost: the metrics see the 413s too.
+    document_bodies(app, [PredictRequest])
+    # Added last = outermost: the key is checked before the size, and the metrics see both answers.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.serving_max_body_bytes)
+    app.add_middleware(
+        AuthenticateBodiesMiddleware, api_keys=api_keys, open_paths=OPEN_PATHS, routes=app.router.routes
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -215,4 +270,4 @@ def __getattr__(name: str) -> FastAPI:
     return _default_app()
 
 
-__all__ = ["BodySizeLimitMiddleware", "MetricsMiddleware", "create_app"]
+__all__ = ["AuthenticateBodiesMiddleware", "BodySizeLimitMiddleware", "MetricsMiddleware", "create_app"]

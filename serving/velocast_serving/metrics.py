@@ -4,7 +4,8 @@ Families (prefix ``{settings.metrics_prefix}_serving_``, ``velocast_serving_`` b
 
 * ``requests_total{route,method,status}``, ``request_duration_seconds{route,method}`` (histogram),
   ``errors_total{route,status}`` (status ≥ 400): ``route`` is the route template (``/predict``),
-  ``<unmatched>`` for unknown paths, so scanners cannot blow up the label space;
+  ``<unmatched>`` for unknown paths and ``method`` one of the standard methods or ``other``, so
+  scanners cannot blow up the label space;
 * ``predictions_total{model_type}``: rows predicted;
 * ``model_info{model_type,run_id,model_uri,env}``: 1 for the model each worker serves, 0 for one it
   stopped serving;
@@ -46,7 +47,15 @@ from velocast_serving.jobs import JobStore
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE: Final = "<unmatched>"
+# HTTP methods as labels: any other token a client sends (servers accept arbitrary ones) is "other".
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD: Final = "other"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label: one of ``KNOWN_METHODS``, else ``other`` (a bounded label set)."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 def multiprocess_dir() -> Path | None:

@@ -1,9 +1,12 @@
 """The champions this worker serves, and their hot reload.
 
 ``ModelStore.refresh`` reads the registry (``summary.json``) of ``settings.serving_env``, picks the
-model to serve for every model type present (the champion, else the best test_current R²: the
-rule of ``velocast.ml.registry_entries.select_champion``), loads the ones that changed and swaps them in with
+model to serve for every model type present (the champion, else the best test_current R² among the
+entries not REJECTed by their deployment decision: the rule of
+``velocast.ml.registry_entries.select_champion``), loads the ones that changed and swaps them in with
 one assignment of an immutable ``StoreSnapshot``: a request holds the snapshot it started with.
+A type with entries but nothing to serve (only REJECTed ones; only test-mode ones in prod) is
+listed in ``unserved`` with its reason code, and in ``errors`` with a sentence.
 
 A background thread calls ``refresh`` every ``serving_reload_interval_seconds``; it costs one
 metadata read (``Registry.generation()``) unless the registry changed. Each uvicorn worker runs its
@@ -41,7 +44,13 @@ from velocast.errors import UnavailableError
 from velocast.ml.model_base import VelocastModel, load_model
 from velocast.ml.models import DEFAULT_MODEL_TYPE
 from velocast.ml.registry import Registry
-from velocast.ml.registry_entries import RegistryEntry, normalize_env, select_champion
+from velocast.ml.registry_entries import (
+    NoChampionReason,
+    RegistryEntry,
+    normalize_env,
+    select_champion,
+    why_no_champion,
+)
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,9 @@ class StoreSnapshot:
     checked_at: datetime | None = None
     # model type (or "registry") → the last error; empty when everything loaded.
     errors: Mapping[str, str] = field(default_factory=_frozen_empty)
+    # model type → why none of its entries may serve (also in ``errors``; not retried: a registry
+    # change, such as a promotion with override_rejection, is what changes it).
+    unserved: Mapping[str, NoChampionReason] = field(default_factory=lambda: MappingProxyType({}))
     # Type of the best champion across types: serves requests without model_type when the
     # default type has no model.
     best_model_type: str | None = None
@@ -150,6 +162,15 @@ def _load_mlflow(uri: str) -> VelocastModel:
     if not isinstance(model, VelocastModel):
         raise ModelLoadError(f"cannot load {uri}: it holds a {type(model).__name__}, not a velocast model")
     return model
+
+
+_UNSERVED_SENTENCES: Final[dict[NoChampionReason, str]] = {
+    "only_rejected": (
+        "every {model_type!r} entry of {env} was REJECTed by its deployment decision: none is served "
+        "(promote one with override_rejection and a reason to serve it anyway)"
+    ),
+    "only_test_mode": "every {model_type!r} entry of {env} was trained in test mode: none is served in prod",
+}
 
 
 def _checked(model: VelocastModel, entry: RegistryEntry) -> VelocastModel:
@@ -239,8 +260,9 @@ class ModelStore:
         try:
             registry = self.registry
             generation = registry.generation()
+            failed_loads = set(current.errors) - set(current.unserved)
             retry_due = REGISTRY_ERROR_KEY in current.errors or (
-                bool(current.errors) and time.monotonic() >= self._retry_at
+                bool(failed_loads) and time.monotonic() >= self._retry_at
             )
             if not force and generation == current.generation and not retry_due:
                 self._snapshot = replace(current, checked_at=now)
@@ -264,8 +286,14 @@ class ModelStore:
         best = select_champion(entries, allow_test_mode=allow_test_mode)
         models: dict[str, LoadedModel] = {}
         errors: dict[str, str] = {}
+        unserved: dict[str, NoChampionReason] = {}
         for model_type, entry in wanted.items():
             if entry is None:
+                reason = why_no_champion(entries, model_type, allow_test_mode=allow_test_mode)
+                if reason is not None:
+                    unserved[model_type] = reason
+                    sentence = _UNSERVED_SENTENCES[reason].format(model_type=model_type, env=self.env)
+                    errors[model_type] = f"{reason}: {sentence}"
                 continue
             previous = current.models.get(model_type)
             if previous is not None and (previous.entry.key, previous.entry.model_uri) == (
@@ -285,7 +313,10 @@ class ModelStore:
                 if previous is not None:
                     models[model_type] = previous
 
-        if errors:
+        if unserved != dict(current.unserved):
+            for model_type in unserved:
+                log.warning("not serving %s: %s", model_type, errors[model_type])
+        if set(errors) - set(unserved):
             self._retry_at = time.monotonic() + self._retry_delay
             self._retry_delay = min(MAX_RETRY_SECONDS, self._retry_delay * 2)
         else:
@@ -299,6 +330,7 @@ class ModelStore:
             generation=generation,
             checked_at=now,
             errors=MappingProxyType(errors),
+            unserved=MappingProxyType(unserved),
             best_model_type=best.model_type if best is not None else None,
         )
         if changed:

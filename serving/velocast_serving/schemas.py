@@ -1,145 +1,30 @@
 """Request and response bodies of the sidecar (they are also its OpenAPI description).
 
-A prediction record comes in one of three shapes, told apart by its keys (see ``record_shape``):
-
-* ``normalized``: the warehouse's rows (``counter_id``, ``counted_at``, optional ``latitude``...);
-* ``api``: a Paris Explore API v2.1 record (``id_compteur``, ``date``, ``coordinates``...);
-* ``v1``: a v1 export record (its values under ``fields``).
-
-Pydantic checks the structure and the JSON types (a precise 422 per field); the values themselves
-(dates, counts, coordinates) are read by ``velocast.data.normalize``, the same code as ingestion, so the
-sidecar accepts exactly what the pipeline accepts. Keys a shape does not know are ignored: clients
-can post warehouse rows or API records as they are.
+The shapes a prediction record may take are in ``velocast_serving.records``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     Strict,
-    StringConstraints,
-    Tag,
     field_validator,
+    model_validator,
 )
 
 from velocast.ml.models import MODEL_TYPES, UnknownModelTypeError
-from velocast.ml.registry_entries import Environment
+from velocast.ml.promotion import AliasOutcome
+from velocast.ml.registry_entries import Environment, PromotionRecord
 from velocast.ml.training_request import EvaluationRequest, TrainingRequest
+from velocast_serving.records import PredictionRecord
 
-RecordShape = Literal["normalized", "api", "v1"]
-
-# Dates are text (ISO 8601); naive ones are Europe/Paris wall-clock time, as in the City's exports.
-DateText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-CounterId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(max_length=500)]
-# Strict: "3" and true are not numbers (lax pydantic would take them).
-JsonNumber = Annotated[float, Strict()]
-Latitude = Annotated[float, Strict(), Field(ge=-90, le=90)]
-Longitude = Annotated[float, Strict(), Field(ge=-180, le=180)]
-
-_RECORD_CONFIG: Final = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
-
-
-class NormalizedRecord(BaseModel):
-    """A row of the normalized frame (``velocast.data.normalize``): what the warehouse stores."""
-
-    model_config = _RECORD_CONFIG
-
-    counter_id: CounterId
-    counted_at: DateText = Field(description="ISO 8601; without an offset, Europe/Paris local time")
-    counter_name: ShortText | None = None
-    site_id: ShortText | None = None
-    site_name: ShortText | None = None
-    hourly_count: JsonNumber | None = Field(None, description="ignored by the prediction")
-    latitude: Latitude | None = None
-    longitude: Longitude | None = None
-    installation_date: DateText | None = None
-
-
-class LonLat(BaseModel):
-    model_config = _RECORD_CONFIG
-
-    lon: Longitude
-    lat: Latitude
-
-
-class ApiRecord(BaseModel):
-    """A record of the Paris Explore API v2.1 (``comptage-velo-donnees-compteurs``)."""
-
-    model_config = _RECORD_CONFIG
-
-    id_compteur: CounterId
-    date: DateText = Field(description="ISO 8601; without an offset, Europe/Paris local time")
-    nom_compteur: ShortText | None = None
-    id: ShortText | None = None
-    name: ShortText | None = None
-    sum_counts: JsonNumber | None = Field(None, description="ignored by the prediction")
-    coordinates: LonLat | None = None
-    installation_date: DateText | None = None
-
-
-class V1Fields(BaseModel):
-    model_config = _RECORD_CONFIG
-
-    id_compteur: CounterId
-    date: DateText
-    nom_compteur: ShortText | None = None
-    id: ShortText | None = None
-    name: ShortText | None = None
-    sum_counts: JsonNumber | None = None
-    coordinates: tuple[Latitude, Longitude] | None = Field(None, description="[lat, lon]")
-    installation_date: DateText | None = None
-
-
-class V1Record(BaseModel):
-    """A record of the v1 export API: the values sit under ``fields``."""
-
-    model_config = _RECORD_CONFIG
-
-    fields: V1Fields
-
-
-def record_shape(value: Any) -> RecordShape | None:
-    """Which shape a raw record is read as; None (a 422) for anything but an object."""
-    if isinstance(value, BaseModel):
-        return _SHAPE_OF_CLASS.get(type(value))
-    if not isinstance(value, dict):
-        return None
-    if "fields" in value:
-        return "v1"
-    if "counter_id" in value or "counted_at" in value:
-        return "normalized"
-    if "id_compteur" in value or "date" in value:
-        return "api"
-    # Neither: the normalized shape's "field required" errors are the clearest answer.
-    return "normalized"
-
-
-_SHAPE_OF_CLASS: Final[dict[type[BaseModel], RecordShape]] = {
-    NormalizedRecord: "normalized",
-    ApiRecord: "api",
-    V1Record: "v1",
-}
-
-PredictionRecord = Annotated[
-    Annotated[NormalizedRecord, Tag("normalized")]
-    | Annotated[ApiRecord, Tag("api")]
-    | Annotated[V1Record, Tag("v1")],
-    Discriminator(
-        record_shape,
-        custom_error_type="record_type",
-        custom_error_message=(
-            "a record is a JSON object: normalized (counter_id, counted_at), "
-            "API v2.1 (id_compteur, date) or v1 export (fields)"
-        ),
-    ),
-]
+# The metrics of a registry entry (on test_current) a request may ask to see.
+MetricName = Literal["r2", "rmse", "mae"]
 
 
 def _check_model_type(value: str | None) -> str | None:
@@ -158,14 +43,51 @@ class PredictRequest(BaseModel):
         description="the champion of this type serves the request (default: hgb)",
         json_schema_extra={"enum": [*MODEL_TYPES, None]},
     )
+    metric: MetricName | None = Field(
+        None,
+        description=(
+            "reported, not used to choose the model: the type's champion (chosen by the deployment "
+            "rule; without one, its best entry by R²) answers whatever the metric, and the response "
+            "gives that model's value for it (default: r2)"
+        ),
+    )
 
     _model_type = field_validator("model_type")(_check_model_type)
 
 
 class PredictionOut(BaseModel):
-    counter_id: str
+    counter_id: str | None = Field(
+        description="None: a counter given by a name that resolved to no single id (unresolved_counter_names)"
+    )
     counted_at: datetime = Field(description="UTC")
     predicted_count: float = Field(ge=0)
+
+
+UnresolvedReason = Literal["unknown_name", "ambiguous_name", "model_has_no_names"]
+
+
+class UnresolvedCounterName(BaseModel):
+    """A counter name (records without a counter id) the model's training names do not resolve.
+
+    Its rows are still predicted, as a counter the model was not trained on.
+    """
+
+    name: str = Field(description="as sent (trimmed)")
+    reason: UnresolvedReason = Field(
+        description="unknown_name: not in the training data; ambiguous_name: several counters had it; "
+        "model_has_no_names: the model keeps no counter names (saved before they were kept, or "
+        "trained on data without them)"
+    )
+    counter_ids: list[str] = Field(description="the counters an ambiguous name could be")
+    rows: int
+
+
+class MetricReport(BaseModel):
+    """The serving model's value for the asked metric (it did not choose the model)."""
+
+    name: MetricName
+    value: float | None = Field(description="the registry entry's test_current value (None: undefined)")
+    split: Literal["test_current"] = "test_current"
 
 
 class ChampionInfo(BaseModel):
@@ -184,8 +106,37 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
     champion: ChampionInfo
     unseen_counters: list[str] = Field(description="counters the model was not trained on (still predicted)")
-    unseen_counter_rows: int
+    unseen_counter_rows: int = Field(description="rows of unseen counters, unresolved names' rows included")
     school_holiday_unknown_rows: int
+    unresolved_counter_names: list[UnresolvedCounterName] = Field(
+        default_factory=list, description="names of records without a counter id that did not resolve"
+    )
+    metric: MetricReport
+
+
+class CompatModelMetadata(BaseModel):
+    """``POST /compat/predict``: the model that answered, in the original system's terms."""
+
+    model_type: str
+    run_id: str
+    model_uri: str
+    metric: MetricName = Field(
+        description="the asked metric (default r2); reported, it did not choose the model"
+    )
+    metric_value: float | None = Field(description="the model's test_current value for it")
+    is_champion: bool = Field(description="False: the best entry by R², no champion flagged yet")
+    env: str
+    loaded_at: datetime
+    unseen_counters: list[str]
+    unseen_counter_rows: int
+    unresolved_counter_names: list[UnresolvedCounterName]
+
+
+class CompatPredictResponse(BaseModel):
+    """The original system's answer: one number per record, in order, and the model's metadata."""
+
+    predictions: list[float]
+    model_metadata: CompatModelMetadata
 
 
 class PromoteRequest(BaseModel):
@@ -194,8 +145,24 @@ class PromoteRequest(BaseModel):
     model_type: str = Field(min_length=1, json_schema_extra={"enum": list(MODEL_TYPES)})
     run_id: str = Field(min_length=1, max_length=200)
     env: str | None = Field(None, description="dev or prod (default: the environment this sidecar serves)")
+    override_rejection: Annotated[bool, Strict()] = Field(
+        False,
+        description="promote a model whose deployment decision was REJECT (needs a reason; recorded)",
+    )
+    reason: str | None = Field(
+        None, max_length=500, description="why this promotion: required with override_rejection, recorded"
+    )
+    requested_by: str | None = Field(
+        None, min_length=1, max_length=100, description="who asks, recorded (default: 'admin API key')"
+    )
 
     _model_type = field_validator("model_type")(_check_model_type)
+
+    @model_validator(mode="after")
+    def _override_is_explained(self) -> PromoteRequest:
+        if self.override_rejection and not (self.reason or "").strip():
+            raise ValueError("override_rejection needs a reason: why should a REJECTed model serve anyway?")
+        return self
 
 
 class ServingState(BaseModel):
@@ -204,6 +171,9 @@ class ServingState(BaseModel):
     model_type: str
     run_id: str | None
     error: str | None
+    reason: str | None = Field(
+        None, description="why it is not served as asked: model_load_failed | only_rejected | only_test_mode"
+    )
 
 
 class PromoteResponse(BaseModel):
@@ -213,6 +183,12 @@ class PromoteResponse(BaseModel):
     champion: dict[str, Any]
     previous_champion: dict[str, Any] | None
     serving: ServingState | None = Field(description="None when the promotion is for another env")
+    promotion: PromotionRecord | None = Field(
+        None, description="what this call recorded on the entry (who, when, why); None if already champion"
+    )
+    alias: AliasOutcome = Field(
+        description="the MLflow alias mirroring the champion: moved, or not_applicable (not in MLflow)"
+    )
 
 
 class WorkerServing(BaseModel):
@@ -239,12 +215,25 @@ class ModelSummary(BaseModel):
     )
 
 
+# Why a worker is not ready (or what failed), as codes: an open route never shows error text.
+ReadyReason = Literal[
+    "registry_not_read",
+    "registry_unavailable",
+    "model_load_failed",
+    "no_model",
+    "only_rejected",
+    "only_test_mode",
+]
+
+
 class ReadyResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     env: str
     champions: dict[str, str] = Field(description="model type → run id loaded by this worker")
-    errors: dict[str, str]
-    reason: str | None = None
+    errors: dict[str, ReadyReason] = Field(
+        description="registry or model type → what failed (details: logs, GET /model_summary)"
+    )
+    reason: ReadyReason | None = None
 
 
 class HealthResponse(BaseModel):

@@ -17,6 +17,7 @@ NO_BASELINE = "gs://velocast-local/tests/no-baseline-here"
 # (method, path, body, role, statuses an authorised caller gets: the route ran, auth passed)
 PROTECTED = [
     ("POST", "/predict", {"records": [RECORD]}, "predict", {200}),
+    ("POST", "/compat/predict", {"records": [RECORD]}, "predict", {200}),
     ("GET", "/model_summary", None, "predict", {200}),
     ("POST", "/promote_champion", {"model_type": "hgb", "run_id": "run-a", "env": "dev"}, "admin", {200}),
     # The second authorised call finds the first job running: 409.
@@ -108,3 +109,18 @@ def test_local_dev_without_admin_key_disables_the_admin_role(fresh_app, kit):
     assert client.post("/promote_champion", json=body, headers={"X-API-Key": ""}).status_code == 401
     assert client.post("/promote_champion", json=body, headers=kit.admin).status_code == 401
     assert client.post("/promote_champion", json=body, headers=kit.predict).status_code == 403
+
+
+@pytest.mark.parametrize("key", [key for key in WEAK_KEYS if key is not None])
+def test_refuses_to_start_with_a_weak_predict_key(settings, kit, key):
+    """Predict keys follow the admin key's rule: a guessable one opens /predict to anyone."""
+    weak = kit.settings_for(settings, serving_predict_api_keys=[SecretStr(kit.predict_key), SecretStr(key)])
+    with pytest.raises(InsecureSettingsError, match=r"refusing to start: predict API key #2"):
+        create_app(weak)
+    create_app(weak.model_copy(update={"serving_local_dev": True}))
+
+
+def test_strong_predict_keys_and_none_at_all_start(settings, kit):
+    create_app(kit.settings_for(settings, serving_predict_api_keys=[]))
+    strong = [SecretStr(kit.predict_key), SecretStr("another-predict-key-2c8e51a0f7")]
+    create_app(kit.settings_for(settings, serving_predict_api_keys=strong))

@@ -9,6 +9,7 @@ and parsing bugs would hide.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from velocast_serving.evaluations import Evaluations
 
 from velocast.ml.training_request import TrainingRequest
 
@@ -141,22 +143,26 @@ def _bodies(app, path: str, counters: tuple[str, ...]) -> st.SearchStrategy[byte
 def _check(response, path: str, body: bytes) -> None:
     assert response.status_code < 500, f"{path} → {response.status_code} for {body[:300]!r}: {response.text}"
     assert response.headers["content-type"].startswith("application/json")
-    if path == "/predict" and response.status_code == 200:
+    if path in {"/predict", "/compat/predict"} and response.status_code == 200:
         sent = json.loads(body)
         assert len(response.json()["predictions"]) == len(sent["records"])
 
 
 @pytest.fixture(scope="module")
 def training_busy(served: Any) -> Iterator[None]:
-    """A (sleeping) job holds the app's training lock: fuzzed /train bodies that pass validation
-    get 409 instead of starting trainings (test_serving_train.py covers real jobs)."""
+    """A (sleeping) job holds the app's training lock and the test the evaluation slot: fuzzed
+    /train and /evaluate bodies that pass validation get 409 instead of starting trainings or
+    evaluation processes (test_train.py and test_evaluations.py cover real ones)."""
     jobs = served.client.app.state.context.jobs
     started = jobs.submit(
         TrainingRequest(),
         served.settings,
         command=lambda root, job_id: [sys.executable, "-c", "import time; time.sleep(900)"],
     )
+    evaluation_slot = Evaluations(jobs.root).lock_path.open("a")
+    fcntl.flock(evaluation_slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
     yield
+    evaluation_slot.close()
     status = jobs.get(started["job_id"])
     pid = status.get("pid") if status else None
     for child in psutil.Process().children(recursive=True):
@@ -164,15 +170,18 @@ def training_busy(served: Any) -> Iterator[None]:
             child.kill()
 
 
-POSTS = ["/predict", "/promote_champion", "/train", "/evaluate"]
+POSTS = ["/predict", "/compat/predict", "/promote_champion", "/train", "/evaluate"]
 # What an authorised, schema-valid body reaches past the validation walls.
-REACHED = {"/predict": 200, "/promote_champion": 404, "/train": 409, "/evaluate": 404}
+REACHED = {"/predict": 200, "/compat/predict": 200, "/promote_champion": 404, "/train": 409, "/evaluate": 404}
 
 
 def reaching_body(path: str, counter: str) -> bytes:
     """One body per route that gets past validation to the REACHED status, whatever the draws."""
     bodies: dict[str, dict[str, Any]] = {
         "/predict": {"records": [{"counter_id": counter, "counted_at": "2024-03-04T08:00:00Z"}]},
+        "/compat/predict": {
+            "records": [{"nom_du_compteur": "x", "date_et_heure_de_comptage": "2024-03-04T09:00:00+01:00"}]
+        },
         "/promote_champion": {"model_type": "hgb", "run_id": "no-such-run"},
         "/train": {"model_type": "hgb"},
         "/evaluate": {"model_type": "hgb", "run_id": "no-such-run"},

@@ -6,6 +6,7 @@ test is the locking and the bookkeeping, not the training (see test_serving_trai
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -13,10 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from velocast_serving.job_runner import run_job
 from velocast_serving.jobs import (
     KEEP_FINISHED,
     LOST_MESSAGE,
@@ -24,7 +28,6 @@ from velocast_serving.jobs import (
     JobState,
     JobStore,
     child_environment,
-    run_job,
 )
 
 from velocast.ml.training_request import TrainingRequest
@@ -212,3 +215,131 @@ def test_a_job_cancelled_before_it_starts_does_not_run(store, request_, settings
     assert run_job(store, started["job_id"], settings) == 0
     status = store.get(started["job_id"])
     assert status["status"] == "cancelled" and status["started_at"] is None
+
+
+# --- cancel racing the job's start and end -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterleavedStore(JobStore):
+    """A store whose ``get`` runs the queued ``meanwhile`` steps after it has read a status.
+
+    ``cancel`` reads the status first: the steps are what the job's process does between that
+    read and the cancellation's write. The interleaving is driven, not slept into.
+    """
+
+    meanwhile: list[Callable[[], Any]] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        status = super().get(job_id)
+        while self.meanwhile:
+            step = self.meanwhile.pop(0)
+            step()
+            self.ran.append(getattr(step, "__name__", "step"))
+        return status
+
+
+@pytest.fixture
+def interleaved(tmp_path: Path) -> InterleavedStore:
+    return InterleavedStore(tmp_path / "jobs")
+
+
+def stopped(process: psutil.Process) -> bool:
+    return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+
+def test_cancel_stops_a_job_that_starts_after_the_cancel_read_its_status(interleaved, request_, settings):
+    """Before: the pid was read outside the lock, from a status taken before the job started (no
+    pid yet): "cancelled" was recorded and nothing signalled, so the job trained on, held the job
+    lock and at the end added its registry entry."""
+    started = interleaved.submit(request_, settings, command=SLEEP)
+    job_id, pid = started["job_id"], started["pid"]
+    process = psutil.Process(pid)
+    # The status as the worker first writes it, before it records the pid of the process it started.
+    interleaved.update(job_id, pid=None)
+
+    def job_starts() -> None:  # what the runner writes first (under the status lock)
+        interleaved.update(job_id, status="running", started_at="now", pid=pid)
+
+    interleaved.meanwhile.append(job_starts)
+    cancelled = interleaved.cancel(job_id)
+
+    assert interleaved.ran == ["job_starts"]
+    assert cancelled["status"] == "cancelled" and cancelled["pid"] == pid
+    assert stopped(process)
+    wait_for(lambda: not interleaved.lock_is_held())
+    assert interleaved.counts() == {"succeeded": 0, "failed": 0, "cancelled": 1}
+
+
+def test_a_job_cancelled_before_its_start_check_does_not_train(interleaved, request_, settings):
+    """The other order: the cancellation is recorded first, the runner's start check sees it."""
+    started = interleaved.submit(request_, settings, command=python("pass"))
+    wait_for(lambda: not interleaved.lock_is_held())
+    job_id = started["job_id"]
+    # As if its process were still starting (it holds the job lock until it exits).
+    lock = interleaved.lock_path.open("a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        interleaved.update(job_id, pid=None)
+        assert interleaved.cancel(job_id)["status"] == "cancelled"
+    finally:
+        lock.close()
+    assert run_job(interleaved, job_id, settings) == 0
+    assert interleaved.get(job_id)["status"] == "cancelled"
+    assert interleaved.get(job_id)["started_at"] is None
+
+
+def test_a_job_that_finishes_while_it_is_cancelled_keeps_its_outcome(interleaved, request_, settings):
+    """It wrote its result first: the result stands and its (exiting) process is not signalled."""
+    started = interleaved.submit(request_, settings, command=SLEEP_WITH_PID)
+    job_id = started["job_id"]
+    wait_for(lambda: interleaved.get(job_id)["status"] == "running")
+    process = psutil.Process(started["pid"])
+
+    def job_finishes() -> None:
+        interleaved.finish(job_id, JobState.SUCCEEDED, step="done")
+
+    interleaved.meanwhile.append(job_finishes)
+    outcome = interleaved.cancel(job_id)
+
+    assert interleaved.ran == ["job_finishes"]
+    assert outcome["status"] == "succeeded"
+    assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    assert interleaved.counts() == {"succeeded": 1, "failed": 0, "cancelled": 0}
+    kill(outcome)
+
+
+def test_a_job_that_dies_while_it_is_cancelled_is_lost_and_its_pid_is_not_signalled(
+    interleaved, request_, settings
+):
+    """Its process died between the cancellation's read and its write: its pid may name another
+    process by then, so it must not be signalled; the job is reported as GET reports it, lost.
+    Before: "cancelled" was recorded and the stale pid signalled."""
+    started = interleaved.submit(request_, settings, command=SLEEP_WITH_PID)
+    job_id = started["job_id"]
+    wait_for(lambda: interleaved.get(job_id)["status"] == "running")
+    # A process that stands for whatever was given the dead job's pid (it must survive).
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
+
+    def job_dies_and_its_pid_is_reused() -> None:
+        job = psutil.Process(started["pid"])
+        job.kill()
+        job.wait(timeout=20)
+        wait_for(lambda: not interleaved.lock_is_held())
+        # The reuse itself cannot be forced: the status is made to name the bystander's pid.
+        path = interleaved.root / job_id / "status.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"pid": bystander.pid}))
+
+    interleaved.meanwhile.append(job_dies_and_its_pid_is_reused)
+    try:
+        outcome = interleaved.cancel(job_id)
+        assert interleaved.ran == ["job_dies_and_its_pid_is_reused"]
+        assert outcome["status"] == "failed" and outcome["error"]["type"] == "JobLost"
+        assert bystander.poll() is None
+        assert interleaved.counts() == {"succeeded": 0, "failed": 1, "cancelled": 0}
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -11,6 +11,7 @@ import pytest
 from velocast_serving.model_store import ModelLoadError, ModelStore, load_model_uri
 
 from velocast.gcp.clients import storage_client
+from velocast.ml.registry import Registry
 
 pytestmark = [pytest.mark.stack]
 
@@ -71,3 +72,47 @@ def test_a_failed_load_is_retried_with_a_backoff(settings, kit, artifacts):
     assert kit.wait_for(store.refresh, timeout=5, interval=0.05)
     assert len(calls) == 2 and store.snapshot.errors == {}
     assert store.snapshot.models["hgb"].entry.run_id == "run-a"
+
+
+def _forgetful(kit: Any, run_id: str, uri: str) -> Any:
+    """A challenger that forgot the reference period: R² 0.20 on test_baseline, 0.90 on test_current."""
+    reason = "REJECT: challenger 'hgb' R² on test_baseline is 0.2000, below the minimum 0.6000."
+    challenger = kit.entry(run_id, uri, 0.90, extra={"decision": "REJECT", "decision_reason": reason})
+    baseline = challenger.metrics.test_baseline.model_copy(update={"r2": 0.20})
+    return challenger.model_copy(
+        update={"metrics": challenger.metrics.model_copy(update={"test_baseline": baseline})}
+    )
+
+
+def test_the_no_champion_fallback_never_serves_a_rejected_model(settings, kit, artifacts):
+    test_settings = kit.settings_for(settings)
+    registry = Registry(test_settings)
+    registry.add_entry("dev", kit.entry("run-a", artifacts.uri_a, 0.80, extra={"decision": "DEPLOY"}))
+    registry.add_entry("dev", _forgetful(kit, "run-forgot", artifacts.uri_b))
+    store = ModelStore(test_settings)
+    store.refresh()
+    assert store.snapshot.models["hgb"].entry.run_id == "run-a"  # not the better-lately REJECT
+    assert store.snapshot.errors == {} and store.snapshot.unserved == {}
+    assert registry.champion("dev", "hgb").run_id == "run-a"  # type: ignore[union-attr]
+
+
+def test_a_type_with_only_rejected_models_serves_nothing_and_says_why(settings, kit, artifacts):
+    test_settings = kit.settings_for(settings)
+    registry = Registry(test_settings)
+    registry.add_entry("dev", _forgetful(kit, "run-forgot", artifacts.uri_b))
+    registry.add_entry("dev", kit.entry("run-low", artifacts.uri_a, 0.5, extra={"decision": "REJECT"}))
+    calls: list[str] = []
+
+    def loader(uri: str, client: Any) -> Any:
+        calls.append(uri)
+        return load_model_uri(uri, client)
+
+    store = ModelStore(test_settings, loader=loader)
+    store.refresh()
+    snapshot = store.snapshot
+    assert not snapshot.ready and snapshot.unserved == {"hgb": "only_rejected"}
+    assert snapshot.errors["hgb"].startswith("only_rejected: every 'hgb' entry of dev was REJECTed")
+    assert snapshot.default_model_type is None
+    # Not a failed load: nothing was loaded, and nothing is retried until the registry changes.
+    assert calls == []
+    assert store.refresh() is False and calls == []

@@ -14,6 +14,7 @@ Airflow import, and nothing heavy (scikit-learn, MLflow) until a command runs.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,12 +124,29 @@ def cmd_evaluate(args: argparse.Namespace, settings: VelocastSettings) -> int:
     return 0
 
 
-def cmd_promote(args: argparse.Namespace, settings: VelocastSettings) -> int:
-    from velocast.ml.tracking import champion_alias
-    from velocast.ml.training import promote
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container's anonymous uid)
+        return "unknown user"
 
-    result = promote(settings, args.env, args.model_type, args.run_id)
-    print_json(result.to_dict() | {"alias": champion_alias(args.env)})
+
+def cmd_promote(args: argparse.Namespace, settings: VelocastSettings) -> int:
+    """The same promotion as ``POST /promote_champion`` (``velocast.ml.promotion``): the registry,
+    then the MLflow alias; MLflow unreachable → nothing written, exit 1."""
+    from velocast.ml.promotion import promote_champion
+
+    result = promote_champion(
+        settings,
+        args.env,
+        args.model_type,
+        args.run_id,
+        override_rejection=args.override_rejection,
+        reason=args.reason,
+        by=args.by or _os_user(),
+        via="cli",
+    )
+    print_json(result.to_dict())
     return 0
 
 
@@ -195,6 +213,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     promote.add_argument("--model-type", required=True, help="hgb or rf")
     promote.add_argument("--run-id", required=True)
     promote.add_argument("--env", default="dev", type=str.lower, choices=["dev", "prod"])
+    promote.add_argument(
+        "--override-rejection",
+        action="store_true",
+        help="promote a model whose deployment decision was REJECT (needs --reason; recorded on the entry)",
+    )
+    promote.add_argument("--reason", help="why (required with --override-rejection; recorded on the entry)")
+    promote.add_argument("--by", help="who promotes, recorded on the entry (default: the OS user)")
     promote.set_defaults(handler=cmd_promote)
 
 

@@ -6,6 +6,8 @@ type: the hyper-parameters are validated against the allow-list, ``fit`` and ``p
 *normalized* frames (``velocast.data.normalize``) and build the features of ``velocast.ml.features``
 themselves (callers never do), predictions are hourly counts clipped at 0, what the model did not
 know (unseen counters, unknown school holidays) is reported, and the model file is written and read.
+A fitted model also keeps the counter names it saw (``counter_names``: name → counter ids), so a
+client that knows a counter by its name only can be served (``velocast_serving`` resolves them).
 
 Files written by ``save`` are joblib pickles: load only files from the project's own registry.
 """
@@ -13,6 +15,7 @@ Files written by ``save`` are joblib pickles: load only files from the project's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -90,11 +93,15 @@ class VelocastModel(ABC):
 
     model_type: ClassVar[str]
     hyperparams_schema: ClassVar[type[Hyperparams]]
+    # Counter name → the ids that carried it in the training frame (sorted). The class default
+    # None is what files saved before names were kept read as (unpickling skips ``__init__``).
+    counter_names: Mapping[str, tuple[str, ...]] | None = None
 
     def __init__(self, hyperparams: dict[str, Any] | None = None) -> None:
         self._params = self.parse_hyperparams(hyperparams)
         self.encoder: CounterEncoder | None = None
         self.training_summary: TrainingSummary | None = None
+        self.counter_names = None
 
     @classmethod
     def parse_hyperparams(cls, hyperparams: Any) -> Hyperparams:
@@ -151,6 +158,7 @@ class VelocastModel(ABC):
         target = train[TARGET].to_numpy(dtype=np.float64)
         self._fit(features, target, train["counted_at"])
         self.encoder = encoder
+        self.counter_names = counter_names_of(train)
         self.training_summary = TrainingSummary(
             rows=len(train),
             counters=encoder.n_counters,
@@ -206,6 +214,24 @@ class VelocastModel(ABC):
         return f"<{type(self).__name__} {self.model_type} {state} {self.hyperparams}>"
 
 
+def counter_names_of(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Counter name → the sorted ids named so in ``frame`` (empty without a ``counter_name`` column).
+
+    A counter renamed by the City has several names; a name several counters share maps to all of
+    them (whoever resolves names decides what an ambiguous one means).
+    """
+    if "counter_name" not in frame.columns:
+        return {}
+    pairs = pd.DataFrame(
+        {"name": frame["counter_name"].astype("string"), "id": frame["counter_id"].astype("string")}
+    )
+    pairs = pairs.dropna().drop_duplicates().sort_values(["name", "id"])
+    names: dict[str, list[str]] = {}
+    for name, counter_id in zip(pairs["name"].tolist(), pairs["id"].tolist(), strict=True):
+        names.setdefault(str(name), []).append(str(counter_id))
+    return {name: tuple(ids) for name, ids in names.items()}
+
+
 def load_model(path: Path) -> VelocastModel:
     """Read a file written by ``VelocastModel.save`` (a trusted file: it is a pickle)."""
     payload = joblib.load(Path(path))
@@ -230,6 +256,7 @@ __all__ = [
     "Prediction",
     "TrainingSummary",
     "VelocastModel",
+    "counter_names_of",
     "load_model",
     "model_size_mb",
 ]

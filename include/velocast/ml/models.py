@@ -63,15 +63,35 @@ SINGLE_THREAD_ROWS: Final = 100_000
 # --------------------------------------------------------------------------------------------
 # Hyper-parameters: one allow-list per model type
 # --------------------------------------------------------------------------------------------
+#
+# The upper bounds are a resource ceiling, not advice: an admin's request (POST /train) must not
+# be able to exhaust the sidecar's machine (2 cores, 24 GB). They are sized for this data: ~100
+# counters × a year of hourly counts ≈ 0.9M training rows. Measured on the 2023 counts (860k rows,
+# 101 counters, ``bench/bench_models.py``'s split): rf one tree at a time (CPU time, busy
+# machine), hgb relative to its default; sizes are those of the fitted model.
 
 
 class RandomForestHyperparams(Hyperparams):
-    n_estimators: int = Field(50, ge=1, le=1000)
-    max_depth: int | None = Field(20, ge=1, le=200)
+    # One tree of depth 20 is 63k nodes (~4 MB) and ~17 s; 100 trees is twice the original's 50:
+    # at the deepest allowed that is ~1.2 GB and ~40 min of CPU (~20 min on 2 cores).
+    n_estimators: int = Field(50, ge=1, le=100)
+    # Required: None grows each tree until its leaves are pure, ~1M nodes (~70 MB) and ~40 s a
+    # tree, depth 125. Depth 30 is 169k nodes (~12 MB) and ~24 s.
+    max_depth: int = Field(20, ge=1, le=30)
     min_samples_leaf: int = Field(1, ge=1, le=100_000)
     max_features: float = Field(1.0, gt=0, le=1)
     n_jobs: int = Field(-1, ge=-1, le=256)
     random_state: int = Field(0, ge=0, le=2**32 - 1)
+
+    @field_validator("max_depth", mode="before")
+    @classmethod
+    def _bounded_depth(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(
+                "max_depth must be an integer from 1 to 30: None (unlimited) grows trees of ~1M nodes "
+                "(~70 MB each) on a year of data"
+            )
+        return value
 
     @field_validator("n_jobs")
     @classmethod
@@ -84,8 +104,12 @@ class RandomForestHyperparams(Hyperparams):
 class HistGradientBoostingHyperparams(Hyperparams):
     loss: Literal["squared_error", "poisson"] = "squared_error"
     learning_rate: float = Field(0.1, gt=0, le=1)
-    max_iter: int = Field(150, ge=1, le=5000)
-    max_leaf_nodes: int = Field(31, ge=2, le=4096)
+    # The default 150 iterations of 31 leaves fit in ~15 s (0.6 MB); 1000 is ~7 times that.
+    max_iter: int = Field(150, ge=1, le=1000)
+    # An iteration of 255 leaves costs ~2.2 times one of 31, of 1024 ~6.5 times: 1000 × 1024
+    # leaves is the worst case, ~10-20 min and ~120 MB (the trees hold 2 × leaves nodes each).
+    max_leaf_nodes: int = Field(31, ge=2, le=1024)
+    # None is safe here: max_leaf_nodes bounds each tree.
     max_depth: int | None = Field(None, ge=1, le=200)
     min_samples_leaf: int = Field(200, ge=1, le=1_000_000)
     l2_regularization: float = Field(0.0, ge=0, le=1e6)

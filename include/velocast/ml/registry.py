@@ -8,7 +8,13 @@ Format (``schema_version`` 1; the entries are ``velocast.ml.registry_entries.Reg
 
 Invariants, per environment: a ``(model_type, run_id)`` pair appears once; at most one champion
 per model type (``promote`` moves the flag); a ``test_mode`` entry (trained on a sample) is never
-a champion in ``prod``, neither by promotion nor by the no-champion fallback of ``champion()``.
+a champion in ``prod``, neither by promotion nor by the no-champion fallback of ``champion()``;
+an entry whose deployment decision was REJECT is never chosen by that fallback, and becomes
+champion only by a promotion with ``override_rejection`` and a reason, which the entry records
+(``promotions``: who, when, through what, why) like every promotion.
+
+``promote`` here changes the registry only; ``velocast.ml.promotion.promote_champion`` is the
+promotion the API and the CLI run (the registry, then the MLflow alias that mirrors it).
 
 Concurrency: every change is a read-modify-write guarded by the object's generation. The write
 carries ``if_generation_match`` (0 when the object does not exist yet), so GCS refuses it with
@@ -34,16 +40,18 @@ import google.cloud.storage as gcs
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from pydantic import BaseModel, ConfigDict
 
-from velocast.errors import ConflictError, UnavailableError
+from velocast.errors import ConflictError, RequestError, UnavailableError
 from velocast.gcp.clients import storage_client
 from velocast.ml.registry_entries import (
     ENVIRONMENTS,
     Environment,
+    PromotionRecord,
     RegistryEntry,
     RegistryError,
     find_entry,
     normalize_env,
     select_champion,
+    utc_now,
 )
 from velocast.settings import VelocastSettings
 
@@ -63,6 +71,14 @@ class DuplicateEntryError(RegistryError, ConflictError, ValueError):
 
 class ChampionTestModeError(RegistryError, ConflictError):
     """A ``test_mode`` entry was to become champion in ``prod``."""
+
+
+class RejectedModelError(RegistryError, ConflictError):
+    """A REJECTed entry was to become champion without ``override_rejection``."""
+
+
+class OverrideReasonMissingError(RegistryError, RequestError, ValueError):
+    """``override_rejection`` without a reason: an override is always explained."""
 
 
 class RegistryConflictError(RegistryError, ConflictError):
@@ -89,6 +105,8 @@ class PromotionResult(BaseModel):
     champion: RegistryEntry
     # The entry that lost the flag, as stored after the change (is_champion False); None if none.
     previous_champion: RegistryEntry | None
+    # What this promotion recorded on the champion's entry; None when it was champion already.
+    record: PromotionRecord | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -118,6 +136,30 @@ def _env_entries(doc: dict[str, Any], env: Environment) -> list[RegistryEntry]:
 def _set_env_entries(doc: dict[str, Any], env: Environment, entries: Iterable[RegistryEntry]) -> None:
     environment = doc.setdefault("environments", {}).setdefault(env, {})
     environment["models"] = [entry.to_dict() for entry in entries]
+
+
+def check_promotable(
+    env: Environment, target: RegistryEntry, *, override_rejection: bool = False, reason: str | None = None
+) -> None:
+    """Raise if ``target`` may not become the champion of ``env`` (pure: no I/O).
+
+    A test-mode entry never in prod (no override); a REJECTed entry only with
+    ``override_rejection``; an override always with a reason.
+    """
+    if override_rejection and not (reason or "").strip():
+        raise OverrideReasonMissingError(
+            "override_rejection needs a reason: say why a REJECTed model should serve anyway"
+        )
+    if env == "prod" and target.test_mode:
+        raise ChampionTestModeError(
+            f"prod: run {target.run_id!r} ({target.model_type!r}) was trained in test mode and can never "
+            "become a prod champion"
+        )
+    if target.is_rejected and not override_rejection:
+        raise RejectedModelError(
+            f"{env}: {target.model_type!r} run {target.run_id!r} has the deployment decision "
+            f"{target.describe_decision()}; it is promoted only with override_rejection=true and a reason"
+        )
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -190,8 +232,9 @@ class Registry:
             for existing in current:
                 if existing.key != new.key:
                     continue
-                # Champion status may have moved since; compare the rest.
-                if existing.model_copy(update={"is_champion": False}).to_dict() == new.to_dict():
+                # Champion status (and its history) may have moved since; compare the rest.
+                settled = existing.model_copy(update={"is_champion": False, "promotions": new.promotions})
+                if settled.to_dict() == new.to_dict():
                     return existing, False
                 raise DuplicateEntryError(
                     f"{environment}: a different entry for model_type {new.model_type!r} and "
@@ -202,18 +245,31 @@ class Registry:
 
         return self._update(apply)
 
-    def promote(self, env: str, model_type: str, run_id: str) -> PromotionResult:
-        """Make ``run_id`` the champion of ``model_type`` in ``env`` (and only it)."""
+    def promote(
+        self,
+        env: str,
+        model_type: str,
+        run_id: str,
+        *,
+        override_rejection: bool = False,
+        reason: str | None = None,
+        by: str = "velocast",
+        via: str = "registry",
+    ) -> PromotionResult:
+        """Make ``run_id`` the champion of ``model_type`` in ``env`` (and only it).
+
+        The rules of ``check_promotable`` apply (to the entry as stored at the write). A promotion
+        that changes the champion appends a ``PromotionRecord`` (``by``, ``via``, ``reason``, the
+        override) to the entry's ``promotions``; re-promoting the champion writes nothing.
+        """
         environment = normalize_env(env)
+        at = utc_now()  # outside ``apply``, which must be deterministic across retries
+        note = reason.strip() if reason and reason.strip() else None
 
         def apply(doc: dict[str, Any]) -> tuple[PromotionResult, bool]:
             current = _env_entries(doc, environment)
             target = find_entry(current, environment, model_type, run_id)
-            if environment == "prod" and target.test_mode:
-                raise ChampionTestModeError(
-                    f"prod: run {run_id!r} ({model_type!r}) was trained in test mode and can never "
-                    "become a prod champion"
-                )
+            check_promotable(environment, target, override_rejection=override_rejection, reason=reason)
             if target.is_champion and not any(
                 e.is_champion and e.model_type == model_type and e.run_id != run_id for e in current
             ):
@@ -224,7 +280,26 @@ class Registry:
                     champion=target,
                     previous_champion=None,
                 ), False
-            promoted = target.model_copy(update={"is_champion": True})
+            previous_run = next(
+                (
+                    e.run_id
+                    for e in current
+                    if e.is_champion and e.key != target.key and e.model_type == model_type
+                ),
+                None,
+            )
+            record = PromotionRecord(
+                at=at,
+                by=by,
+                via=via,
+                reason=note,
+                override_rejection=override_rejection and target.is_rejected,
+                decision=target.decision,
+                previous_champion_run_id=previous_run,
+            )
+            promoted = target.model_copy(
+                update={"is_champion": True, "promotions": [*target.promotions, record]}
+            )
             updated: list[RegistryEntry] = []
             demoted: list[RegistryEntry] = []
             for entry in current:
@@ -238,12 +313,16 @@ class Registry:
             _set_env_entries(doc, environment, updated)
             previous = demoted[0] if demoted else None
             replaced = f", replacing run {previous.run_id!r}" if previous is not None else ""
-            message = f"{environment}: {model_type!r} run {run_id!r} is now the champion{replaced}"
+            overridden = f" (its REJECT decision overridden: {note})" if record.override_rejection else ""
+            message = (
+                f"{environment}: {model_type!r} run {run_id!r} is now the champion{replaced}{overridden}"
+            )
             return PromotionResult(
                 status=PromotionStatus.PROMOTED,
                 message=message,
                 champion=promoted,
                 previous_champion=previous,
+                record=record,
             ), True
 
         result = self._update(apply)

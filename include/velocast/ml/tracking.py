@@ -9,6 +9,8 @@ type, each with its own champion, as in ``velocast.ml.registry``).
 
 Aliases mirror the registry's champion (``summary.json`` stays the source of truth): ``champion``
 in prod, ``champion-dev`` in dev, on the registered model of the type (see ``champion_alias``).
+``ChampionAliases`` moves them (for ``velocast.ml.promotion``); it checks first, within seconds,
+that the server answers and has the version, so a promotion can refuse before it writes anything.
 
 Shared with the serving sidecar: MLflow, pandas, matplotlib (Agg, no pyplot) only; never Airflow.
 """
@@ -20,6 +22,7 @@ import logging
 import math
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +34,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
 
-from velocast.errors import UnavailableError
+from velocast.errors import ConflictError, UnavailableError
 from velocast.ml.decisions import DecisionResult
 from velocast.ml.evaluation import DoubleEvaluation, Metrics, ModelScores
 from velocast.ml.model_base import ModelError, VelocastModel
@@ -45,26 +50,24 @@ from velocast.ml.pyfunc import (
     pip_requirements,
     prediction_frame,
 )
-from velocast.ml.registry_entries import Environment, RegistryEntry, normalize_env
+from velocast.ml.registry_entries import CHAMPION_ALIASES, RegistryEntry, champion_alias, normalize_env
 from velocast.settings import VelocastSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT: Final = "velocast"
 MODEL_ARTIFACT_PATH: Final = "model"  # the ``name`` of the logged pyfunc
-CHAMPION_ALIASES: Final[dict[Environment, str]] = {"prod": "champion", "dev": "champion-dev"}
 
 
 class TrackingError(UnavailableError, RuntimeError):
     """MLflow did not do what a tracking step needed (the message says which step)."""
 
 
+class ModelVersionMissingError(ConflictError, LookupError):
+    """The registry names a registered model version that the MLflow server does not have."""
+
+
 # --- registered names and aliases --------------------------------------------------------------
-
-
-def champion_alias(env: str) -> str:
-    """``champion`` in prod, ``champion-dev`` in dev (one registered model serves both envs)."""
-    return CHAMPION_ALIASES[normalize_env(env)]
 
 
 def registered_model_name(settings: VelocastSettings, model_type: str) -> str:
@@ -249,19 +252,6 @@ class Tracker:
         return logged
 
     # --- registered models -------------------------------------------------------------------
-    def set_champion_alias(
-        self, model_type: str, version: int | str, env: str, *, registered_name: str | None = None
-    ) -> str:
-        """Point the env's champion alias of this model type at ``version``; returns the alias.
-
-        ``champion`` for prod, ``champion-dev`` for dev (``champion_alias``); ``registered_name``
-        defaults to this settings' name for the type.
-        """
-        alias = champion_alias(env)
-        name = registered_name or self.registered_name(model_type)
-        self.client.set_registered_model_alias(name, alias, str(version))
-        return alias
-
     def champion_version(self, model_type: str, env: str) -> int | None:
         """The version the env's champion alias points at, or None."""
         try:
@@ -292,6 +282,83 @@ class Tracker:
         return self.load_model(entry.model_uri)
 
 
+# --- the champion aliases ----------------------------------------------------------------------
+
+
+class ChampionAliases:
+    """The champion aliases of one tracking server's registered models.
+
+    Unlike ``Tracker`` it changes no process-wide MLflow state (the sidecar promotes while it
+    serves). ``check_version`` is bounded (one retry, ``check_timeout_seconds`` per attempt):
+    MLflow's client retries a server that is down for minutes, which no caller should wait for.
+    """
+
+    def __init__(self, tracking_uri: str | None, *, check_timeout_seconds: float = 10.0) -> None:
+        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        self.check_timeout_seconds = check_timeout_seconds
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @classmethod
+    def from_settings(cls, settings: VelocastSettings) -> ChampionAliases:
+        return cls(settings.mlflow_tracking_uri)
+
+    def check_version(self, name: str, version: int) -> None:
+        """Raise ``TrackingError`` if the server does not answer, ``ModelVersionMissingError`` if it
+        has no version ``version`` of ``name``."""
+        where = f"MLflow ({self.tracking_uri})"
+        if urllib.parse.urlsplit(self.tracking_uri).scheme not in ("http", "https"):
+            # A local store (file, database): nothing to wait for.
+            try:
+                self.client.get_model_version(name, str(version))
+            except MlflowException as error:
+                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    raise ModelVersionMissingError(f"{where} has no version {version} of {name!r}") from error
+                raise TrackingError(f"{where} cannot be read: {error}") from error
+            return
+        # MLflow's documented REST call (GET model-versions/get), with our own retry bound.
+        credentials = get_default_host_creds(self.tracking_uri)  # type: ignore[no-untyped-call]
+        try:
+            response = http_request(  # type: ignore[no-untyped-call]
+                credentials,
+                "/api/2.0/mlflow/model-versions/get",
+                "GET",
+                params={"name": name, "version": str(version)},
+                max_retries=1,
+                backoff_factor=1,
+                timeout=max(1, math.ceil(self.check_timeout_seconds)),
+                raise_on_status=False,
+            )
+        except MlflowException as error:  # connection refused, timeout, DNS...
+            raise TrackingError(f"{where} cannot be reached: {error.message}") from error
+        if response.status_code == 200:
+            return
+        try:
+            code = response.json().get("error_code")
+        except ValueError:
+            code = None
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            raise ModelVersionMissingError(f"{where} has no version {version} of {name!r}")
+        raise TrackingError(f"{where} answered HTTP {response.status_code}: {response.text[:300]}")
+
+    def move(self, name: str, version: int, env: str) -> str:
+        """Point the env's champion alias of ``name`` at ``version``; returns the alias."""
+        alias = champion_alias(env)
+        try:
+            self.client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as error:
+            raise TrackingError(
+                f"MLflow ({self.tracking_uri}) did not move {name}@{alias}: {error}"
+            ) from error
+        return alias
+
+    def version_of(self, name: str, env: str) -> int | None:
+        """The version the env's champion alias of ``name`` points at, or None."""
+        try:
+            return int(self.client.get_model_version_by_alias(name, champion_alias(env)).version)
+        except MlflowException:
+            return None
+
+
 def _decision_dict(decision: DecisionResult) -> dict[str, Any]:
     # The evaluation is logged next to it already.
     return {key: value for key, value in decision.to_dict().items() if key != "evaluation"}
@@ -300,7 +367,9 @@ def _decision_dict(decision: DecisionResult) -> dict[str, Any]:
 __all__ = [
     "CHAMPION_ALIASES",
     "DEFAULT_EXPERIMENT",
+    "ChampionAliases",
     "LoggedModel",
+    "ModelVersionMissingError",
     "Tracker",
     "TrackingError",
     "champion_alias",

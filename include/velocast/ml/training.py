@@ -20,8 +20,8 @@ Every step before 7 is free of side effects on the registry, so a training that 
 current data, a model that raises, MLflow down) leaves the registry and the champion as they were.
 A failure after the MLflow run leaves at most an orphan run and model version, which nothing serves.
 
-Its two siblings live here too: ``evaluate_registered`` scores a registered model on the same
-frames, and ``promote`` makes an entry the champion (the registry first, then the MLflow alias).
+Its sibling ``evaluate_registered`` scores a registered model on the same frames; promoting an
+entry to champion is ``velocast.ml.promotion.promote_champion``.
 
 Shared with the serving sidecar: never imports Airflow.
 """
@@ -42,7 +42,7 @@ from velocast.ml.evaluation import DoubleEvaluation, FrameInfo, Metrics, double_
 from velocast.ml.model_base import VelocastModel
 from velocast.ml.models import build_model
 from velocast.ml.reference_data import BaselineError, BaselineLocation, load_baseline, load_test_baseline
-from velocast.ml.registry import PromotionResult, Registry
+from velocast.ml.registry import Registry
 from velocast.ml.registry_entries import (
     DataWindow,
     EntryMetrics,
@@ -228,6 +228,7 @@ def run_training(
                     "registered_name": logged.registered_name,
                     "version": logged.version,
                     "decision": decision.decision.value,
+                    "decision_reason": decision.reason,
                     "champion_run_id": champion_run_id,
                     "hyperparams": model.hyperparams,
                 },
@@ -314,40 +315,9 @@ def evaluate_registered(
     }
 
 
-def promote(
-    settings: VelocastSettings,
-    env: str,
-    model_type: str,
-    run_id: str,
-    *,
-    tracker: Tracker | None = None,
-    registry: Registry | None = None,
-) -> PromotionResult:
-    """Make ``run_id`` the env's champion of ``model_type``: registry first, then the MLflow alias.
-
-    The registry is the source of truth and refuses what must not happen (unknown run, a test-mode
-    model in prod); the alias only mirrors it. Promotion is idempotent: calling it again after an
-    alias failure re-applies the alias.
-    """
-    registry = registry if registry is not None else Registry(settings)
-    result = registry.promote(env, model_type, run_id)
-    from velocast.ml.pyfunc import parse_model_uri
-    from velocast.ml.tracking import Tracker
-
-    uri = parse_model_uri(result.champion.model_uri)
-    if uri.version is None:
-        raise ValueError(
-            f"run {run_id!r}: the entry's model_uri {result.champion.model_uri!r} names no version"
-        )
-    tracker = tracker if tracker is not None else Tracker(settings)
-    tracker.set_champion_alias(model_type, uri.version, env, registered_name=uri.name)
-    return result
-
-
 __all__ = [
     "Progress",
     "TrainingResult",
     "evaluate_registered",
-    "promote",
     "run_training",
 ]

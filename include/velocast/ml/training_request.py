@@ -7,12 +7,16 @@ defaults), the environment, the baseline's location, the current data (rows, or 
 raw BigQuery table, not both), the share of the current window held out, test mode.
 ``current_frame`` then gives the current data as a frame, reading BigQuery for a window.
 
+What a request may ask for is bounded, so that an admin's request cannot exhaust the machine
+that trains or evaluates: the hyper-parameters (``velocast.ml.models``), the current rows
+(``MAX_CURRENT_ROWS``) and the current window (``velocast.gcp.actuals.MAX_WINDOW``, 92 days).
+
 Shared with the serving sidecar, whose request bodies extend these models: never imports Airflow.
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import pandas as pd
 from pydantic import (
@@ -35,6 +39,11 @@ from velocast.ml.reference_data import BaselineError, BaselineLocation
 from velocast.ml.registry_entries import Environment
 from velocast.settings import VelocastSettings
 
+# Current rows sent in a request: a full current window (``MAX_WINDOW``, 92 days) of hourly counts of
+# ~110 counters (92 × 24 × 110 ≈ 243k). The API's body limit (serving_max_body_bytes, 8 MB by
+# default: ~50k rows) stops it earlier; this bounds the library's other callers.
+MAX_CURRENT_ROWS: Final = 250_000
+
 
 class TrainingDataError(RequestError, ValueError):
     """The data of a training request cannot be used (the API answers 422)."""
@@ -51,7 +60,7 @@ class _DataRequest(BaseModel):
     # gs://bucket/prefix of the baseline's two parquet files; None: gs://<bucket>/data.
     data_source: str | None = None
     # Recent actuals (raw or normalized rows, any variant normalize reads); None: baseline only.
-    current_data: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    current_data: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=MAX_CURRENT_ROWS)
     # Or a reference to them: a [start, end) window of the raw BigQuery table (what DAG 3 sends).
     current_window: ActualsWindow | None = None
 
@@ -137,4 +146,4 @@ class EvaluationRequest(_DataRequest):
     run_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-__all__ = ["EvaluationRequest", "TrainingDataError", "TrainingRequest"]
+__all__ = ["MAX_CURRENT_ROWS", "EvaluationRequest", "TrainingDataError", "TrainingRequest"]

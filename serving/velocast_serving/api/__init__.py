@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from velocast_serving.api import admin, health, predict, train
+from velocast_serving.api import admin, compat, health, predict, train
 
-ROUTERS: tuple[APIRouter, ...] = (predict.router, admin.router, train.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (predict.router, compat.router, admin.router, train.router, health.router)
 
 __all__ = ["ROUTERS"]

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
+from pydantic import BaseModel
 
 from velocast.errors import RequestError, UnavailableError
 from velocast_serving.auth import Role, require
@@ -65,6 +66,15 @@ def champion_info(loaded: LoadedModel, env: str) -> ChampionInfo:
     )
 
 
+def json_response(body: BaseModel) -> Response:
+    """``body`` serialised where this runs (a worker thread, for the predict routes).
+
+    An ``async`` route that returns a model has FastAPI validate and serialise it on the event loop:
+    10 000 predictions would hold the loop for tens of milliseconds. A ``Response`` goes out as is.
+    """
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 def job_status_or_404(job_id: str, found: dict[str, Any] | None) -> TrainJobStatus:
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
@@ -79,4 +89,22 @@ UNAUTHORIZED: Final[Responses] = {401: {"description": "missing or invalid API k
 ADMIN_ONLY: Final[Responses] = UNAUTHORIZED | {403: {"description": "not an admin key"}}
 REGISTRY_UNAVAILABLE: Final[Responses] = {
     503: {"description": "the registry cannot be reached, read or written (`registry unavailable: …`)"}
+}
+PREDICT_RESPONSES: Final[Responses] = UNAUTHORIZED | {
+    403: {"description": "the key's role may not predict"},
+    404: {"description": "no model of the requested type is loaded"},
+    413: {"description": "body larger than serving_max_body_bytes"},
+    422: {
+        "description": "malformed body, unknown metric, too many records or JSON values, "
+        "or records that cannot be read"
+    },
+    503: {"description": "no champion is loaded yet"},
+}
+# The predict routes read their body themselves (``velocast_serving.body``): documented by reference,
+# the schema being added to the components by ``velocast_serving.openapi.document_bodies``.
+PREDICT_REQUEST_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+    }
 }

@@ -1,4 +1,9 @@
-"""``GET /health`` (liveness), ``GET /ready`` (a champion is loaded) and ``GET /metrics``; no auth."""
+"""``GET /health`` (liveness), ``GET /ready`` (a champion is loaded) and ``GET /metrics``; no auth.
+
+Open routes say what state the worker is in, never why in detail: an error's text can name buckets,
+object paths, model URIs or service accounts. ``/ready`` gives short reason codes; the details are
+in the logs and on ``GET /model_summary`` (a key is needed).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from velocast_serving.api.deps import Context
-from velocast_serving.schemas import HealthResponse, ReadyResponse
+from velocast_serving.model_store import REGISTRY_ERROR_KEY, StoreSnapshot
+from velocast_serving.schemas import HealthResponse, ReadyReason, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
@@ -16,23 +22,40 @@ def health() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
+# The first of these that occurs is the reason a worker is not ready.
+_REASON_ORDER: tuple[ReadyReason, ...] = (
+    "registry_unavailable",
+    "model_load_failed",
+    "only_rejected",
+    "only_test_mode",
+)
+
+
+def _error_code(key: str, snapshot: StoreSnapshot) -> ReadyReason:
+    if key == REGISTRY_ERROR_KEY:
+        return "registry_unavailable"
+    # A type with entries but none it may serve (only REJECTed ones...) is not a failed load.
+    return snapshot.unserved.get(key, "model_load_failed")
+
+
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 def ready(context: Context) -> ReadyResponse | JSONResponse:
     snapshot = context.store.snapshot
+    errors = {key: _error_code(key, snapshot) for key in snapshot.errors}
     body = ReadyResponse(
         status="ready" if snapshot.ready else "not_ready",
         env=snapshot.env,
         champions={t: m.entry.run_id for t, m in snapshot.models.items()},
-        errors=dict(snapshot.errors),
+        errors=errors,
     )
     if snapshot.ready:
         return body
-    if snapshot.errors:
-        body.reason = "; ".join(f"{key}: {error}" for key, error in snapshot.errors.items())
+    if errors:
+        body.reason = min(errors.values(), key=_REASON_ORDER.index)
     elif snapshot.generation is None:
-        body.reason = "the registry has not been read yet"
+        body.reason = "registry_not_read"
     else:
-        body.reason = f"no model in the {snapshot.env} registry ({context.settings.registry_object})"
+        body.reason = "no_model"
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

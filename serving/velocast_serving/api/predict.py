@@ -1,66 +1,78 @@
-"""``POST /predict``: hourly counts for the posted records, from the champion of a model type."""
+"""``POST /predict``: hourly counts for the posted records, from the champion of a model type.
+
+The route reads the body itself (``velocast_serving.body``) rather than letting FastAPI parse and
+validate it on the event loop: the records are counted before any is validated, and the parsing,
+validation and prediction run in the thread pool. The request schema is still documented
+(``openapi_extra``, its component added by ``velocast_serving.openapi``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from velocast_serving.api.deps import UNAUTHORIZED, Context, PredictRole, Responses, champion_info
-from velocast_serving.model_store import LoadedModel, StoreSnapshot
-from velocast_serving.prediction import records_frame
+from velocast_serving.api.deps import (
+    PREDICT_REQUEST_BODY,
+    PREDICT_RESPONSES,
+    Context,
+    PredictRole,
+    champion_info,
+    json_response,
+)
+from velocast_serving.body import read_predict_request
+from velocast_serving.context import ServingContext
+from velocast_serving.prediction import predict_request
 from velocast_serving.schemas import PredictionOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
 
 
-def _serving_model(snapshot: StoreSnapshot, model_type: str | None) -> LoadedModel:
-    chosen = model_type or snapshot.default_model_type
-    if chosen is None or not snapshot.ready:
-        reason = "; ".join(snapshot.errors.values()) or f"no model in the {snapshot.env} registry"
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no champion is loaded: {reason}")
-    loaded = snapshot.models.get(chosen)
-    if loaded is None:
-        error = snapshot.errors.get(chosen)
-        detail = f"no {chosen!r} model is loaded for env {snapshot.env}"
-        detail += f": {error}" if error else f" (loaded types: {', '.join(sorted(snapshot.models))})"
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail)
-    return loaded
+def answer(raw: bytes, context: ServingContext) -> PredictResponse:
+    """The response to the body ``raw`` (blocking: parsing, validation and the model)."""
+    body = read_predict_request(raw, context.settings.serving_max_records)
+    return predict_records(body, context)
 
 
-_RESPONSES: Responses = UNAUTHORIZED | {
-    403: {"description": "the key's role may not predict"},
-    404: {"description": "no model of the requested type is loaded"},
-    413: {"description": "body larger than serving_max_body_bytes"},
-    422: {"description": "malformed body, too many records, or records that cannot be read"},
-    503: {"description": "no champion is loaded yet"},
-}
-
-
-@router.post("/predict", response_model=PredictResponse, responses=_RESPONSES)
-def predict(body: PredictRequest, context: Context, _role: PredictRole) -> PredictResponse:
-    limit = context.settings.serving_max_records
-    if len(body.records) > limit:
-        message = f"at most {limit} records per request, got {len(body.records)}: split the request"
-        raise RequestValidationError([{"type": "too_long", "loc": ("body", "records"), "msg": message}])
-    snapshot = context.store.snapshot  # one snapshot for the whole request, whatever reloads meanwhile
-    loaded = _serving_model(snapshot, body.model_type)
-    frame = records_frame(body.records)  # unreadable records: a 422 naming each one
-    report = loaded.model.predict_with_report(frame)
-    context.metrics.predictions.labels(loaded.entry.model_type).inc(len(frame))
+def predict_records(body: PredictRequest, context: ServingContext) -> PredictResponse:
+    served = predict_request(body, context)  # unreadable records: a 422 naming each one
+    report = served.report
     # Our own frame and model made these values: validating 10k rows again would only cost time.
     predictions = [
         PredictionOut.model_construct(counter_id=counter, counted_at=at, predicted_count=value)
         for counter, at, value in zip(
-            frame["counter_id"].tolist(),
-            frame["counted_at"].tolist(),
+            served.counter_ids(),
+            served.frame["counted_at"].tolist(),
             report.values.tolist(),
             strict=True,
         )
     ]
     return PredictResponse(
         predictions=predictions,
-        champion=champion_info(loaded, snapshot.env),
+        champion=champion_info(served.loaded, served.env),
         unseen_counters=list(report.unseen_counters),
         unseen_counter_rows=report.unseen_counter_rows,
         school_holiday_unknown_rows=report.school_holiday_unknown_rows,
+        unresolved_counter_names=served.unresolved_names,
+        metric=served.metric,
     )
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=PREDICT_RESPONSES,
+    openapi_extra=PREDICT_REQUEST_BODY,
+)
+async def predict(request: Request, context: Context, _role: PredictRole) -> Response:
+    """One prediction per record, in order (at most ``serving_max_records`` records).
+
+    Records come in the shapes of ``PredictRequest``; records that cannot be read are a 422 naming
+    each one (by its position), and nothing is predicted. Raw-export rows (the original system's
+    payloads) are accepted: a counter given by its name only is resolved through the names the model
+    was trained on; a name that does not resolve (unknown, shared by several counters, or a model
+    without names) is listed in ``unresolved_counter_names`` and its rows are still predicted, as an
+    unseen counter (``counter_id`` null). ``metric`` is reported (``metric``: the serving model's
+    test_current value), it does not choose the model: the type's champion answers.
+    """
+    raw = await request.body()  # bounded by serving_max_body_bytes; the key was checked first
+    return await run_in_threadpool(lambda: json_response(answer(raw, context)))

@@ -2,16 +2,19 @@
 
 Training runs in a child process, one job at a time (``velocast_serving.jobs``): ``POST /train``
 validates the request, starts the job and answers 202 with its id; a second one while a job runs
-gets 409. ``POST /evaluate`` scores one registered model (the champion by default) in the request:
-it predicts, it does not fit.
+gets 409. ``POST /evaluate`` scores one registered model (the champion by default) and answers
+with the metrics; it predicts, it does not fit, and it does so in a child process too, one at a
+time, within a time budget (``velocast_serving.evaluations``). Both requests are bounded before
+anything starts: hyper-parameters, rows and windows out of range are a 422 naming the field and
+the bound (``velocast.ml.training_request``, ``velocast.ml.models``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from velocast.ml.training import evaluate_registered
 from velocast_serving.api.deps import ADMIN_ONLY, AdminRole, Context, calling, job_status_or_404
+from velocast_serving.evaluations import EVALUATE_TIME_BUDGET_SECONDS, Evaluations, resolve
 from velocast_serving.schemas import (
     EvaluateBody,
     EvaluateResponse,
@@ -31,7 +34,10 @@ router = APIRouter(tags=["training"])
     responses=ADMIN_ONLY
     | {
         409: {"description": "a training job is running: one at a time"},
-        422: {"description": "malformed request (unknown model type, bad hyperparams, bad window...)"},
+        422: {
+            "description": "malformed request (unknown model type, bad window...), or a value out of its "
+            "bounds (hyper-parameters, current_data rows, window length): the message names the bound"
+        },
         503: {"description": "the job could not be started (`dependency unavailable: …`)"},
     },
 )
@@ -83,17 +89,31 @@ def cancel_training_job(job_id: str, context: Context, _role: AdminRole) -> Trai
     responses=ADMIN_ONLY
     | {
         404: {"description": "no champion, or no entry with this run id, in the environment"},
-        422: {"description": "malformed request, or data that cannot be scored (missing baseline...)"},
+        409: {"description": "an evaluation is running: one at a time (`Retry-After`)"},
+        422: {
+            "description": "malformed request, a value out of its bounds (current_data rows, window "
+            "length), or data that cannot be scored (missing baseline...)"
+        },
         503: {
             "description": "the registry, the model or the data cannot be read "
-            "(`registry, model or evaluation data unavailable: …`)"
+            "(`registry, model or evaluation data unavailable: …`), or the evaluation ran past "
+            f"its time budget ({EVALUATE_TIME_BUDGET_SECONDS:g} s) and was stopped"
         },
     },
 )
 def evaluate(body: EvaluateBody, context: Context, _role: AdminRole) -> EvaluateResponse:
+    """Score a registered model (default: the champion) on test_baseline and the current data.
+
+    Not in this worker, which serves ``/predict``: what fails without data is checked here (the
+    entry: 404; test_baseline exists: 422), then the data are read, the model loaded and every
+    row scored in a child process (``python -m velocast_serving.jobs evaluate``), one evaluation
+    at a time across the workers (another one running: 409 with ``Retry-After``), stopped past
+    its time budget of ``EVALUATE_TIME_BUDGET_SECONDS`` (503). The rows are bounded by the request
+    (``current_data`` rows, a ``current_window`` of at most 92 days) and by the stored
+    test_baseline. The request waits for the answer (a thread of the pool, no CPU); errors keep
+    their status (404, 422, 503).
+    """
     request = body.for_env(context.store.env)
     with calling("registry, model or evaluation data"):
-        result = evaluate_registered(
-            request, context.settings, registry=context.store.registry, load=context.store.load_entry
-        )
-    return EvaluateResponse(**result)
+        request = resolve(request, context.settings, context.store.registry)
+    return EvaluateResponse(**Evaluations(context.jobs.root).run(request, context.settings))

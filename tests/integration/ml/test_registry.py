@@ -241,7 +241,9 @@ def test_added_entries_are_stored_in_the_documented_format(registry: Registry) -
         "is_champion",
         "test_mode",
         "extra",
+        "promotions",
     }
+    assert first["promotions"] == []  # the promotion history: empty until promoted
     assert first["created_at"] == "2024-03-03T00:00:00Z"
     assert first["metrics"]["test_current"] == {"r2": 0.8, "rmse": 42.0, "mae": 26.0}
     assert first["data_window"] == {"start": "2023-01-01T00:00:00Z", "end": "2024-02-29T23:00:00Z"}

@@ -33,6 +33,7 @@ from velocast.gcp.clients import storage_client
 from velocast.ml.decisions import Decision, DecisionThresholds, decide
 from velocast.ml.evaluation import DoubleEvaluation, evaluate
 from velocast.ml.models import HistGradientBoostingModel
+from velocast.ml.promotion import promote_champion
 from velocast.ml.pyfunc import input_example, load_velocast_model
 from velocast.ml.reference_data import (
     BaselineLocation,
@@ -41,9 +42,9 @@ from velocast.ml.reference_data import (
     load_manifest,
     split_baseline,
 )
-from velocast.ml.registry import ChampionTestModeError, Registry
+from velocast.ml.registry import ChampionTestModeError, PromotionResult, Registry
 from velocast.ml.tracking import Tracker
-from velocast.ml.training import TrainingResult, promote, run_training
+from velocast.ml.training import TrainingResult, run_training
 from velocast.ml.training_request import TrainingDataError, TrainingRequest
 from velocast.settings import VelocastSettings
 
@@ -168,6 +169,11 @@ def first(
     )
     assert steps[0][1] == 0.0 and steps[-1] == ("done", 1.0)
     return result
+
+
+def promote(settings: VelocastSettings, env: str, model_type: str, run_id: str) -> PromotionResult:
+    """The promotion of the API and the CLI (registry, then the MLflow alias)."""
+    return promote_champion(settings, env, model_type, run_id, by="tests", via="tests").registry
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from mlflow.tracking import MlflowClient
 
 from tests.serving.api import predict_calls
 from velocast.gcp.clients import storage_client
+from velocast.ml.evaluation import double_evaluate
 from velocast.ml.registry import Registry
+from velocast.ml.registry_entries import RegistryEntry
+from velocast.ml.tracking import Tracker
 
 pytestmark = [pytest.mark.stack]
 
@@ -37,7 +44,13 @@ def test_promote_through_the_api_then_the_new_champion_serves(fresh_app, kit, ar
     assert body["previous_champion"]["run_id"] == "run-a"
     assert body["previous_champion"]["is_champion"] is False
     assert body["champion"]["run_id"] == "run-b" and body["champion"]["is_champion"] is True
-    assert body["serving"] == {"model_type": "hgb", "run_id": "run-b", "error": None}
+    assert body["serving"] == {"model_type": "hgb", "run_id": "run-b", "error": None, "reason": None}
+    # Who, when, through what: recorded on the entry and returned; a gs:// model has no MLflow alias.
+    assert body["promotion"]["by"] == "admin API key" and body["promotion"]["via"] == "api"
+    assert body["promotion"]["override_rejection"] is False
+    assert body["promotion"]["previous_champion_run_id"] == "run-a"
+    assert body["champion"]["promotions"][-1] == body["promotion"]
+    assert body["alias"]["status"] == "not_applicable" and body["alias"]["alias"] == "champion-dev"
 
     # This worker reloaded before answering: the very next request is served by B.
     after = predict_calls.predict(client, kit, records)
@@ -54,6 +67,7 @@ def test_promote_through_the_api_then_the_new_champion_serves(fresh_app, kit, ar
 
     again = client.post("/promote_champion", json={"model_type": "hgb", "run_id": "run-b"}, headers=kit.admin)
     assert again.status_code == 200 and again.json()["status"] == "already_champion"
+    assert again.json()["promotion"] is None
     summary = client.get("/model_summary", headers=kit.admin).json()
     assert {e["run_id"]: e["is_champion"] for e in summary["entries"]} == {"run-a": False, "run-b": True}
     assert summary["loaded"]["hgb"]["run_id"] == "run-b" and summary["default_model_type"] == "hgb"
@@ -100,11 +114,11 @@ def test_a_corrupt_champion_leaves_the_previous_one_serving(fresh_app, kit, arti
     ready = client.get("/ready")
     assert ready.status_code == 200  # still serving A
     assert ready.json()["champions"] == {"hgb": "run-a"}
-    error = ready.json()["errors"]["hgb"]
-    assert "run 'run-bad'" in error and artifacts.uri_corrupt in error
+    assert ready.json()["errors"]["hgb"] == "model_load_failed"  # details: /model_summary
     assert _served_run(client, kit, artifacts) == "run-a"
     summary = client.get("/model_summary", headers=kit.admin).json()
     assert summary["loaded"]["hgb"]["run_id"] == "run-a" and "run-bad" in summary["errors"]["hgb"]
+    assert artifacts.uri_corrupt in summary["errors"]["hgb"]
     metrics = client.get("/metrics").text
     assert 'velocast_serving_model_reloads_total{model_type="hgb",result="failure"}' in metrics
 
@@ -114,6 +128,7 @@ def test_a_corrupt_champion_leaves_the_previous_one_serving(fresh_app, kit, arti
     )
     assert via_api.status_code == 200
     assert via_api.json()["serving"]["run_id"] == "run-a" and via_api.json()["serving"]["error"]
+    assert via_api.json()["serving"]["reason"] == "model_load_failed"
 
     # A good champion clears the error.
     registry.promote("dev", "hgb", "run-b")
@@ -127,8 +142,145 @@ def test_an_unreadable_registry_is_reported(fresh_app, kit, artifacts, settings)
     bucket.blob(test_settings.registry_object).upload_from_string(b"{not json")
     assert kit.wait_for(lambda: "registry" in client.get("/ready").json()["errors"], timeout=10)
     ready = client.get("/ready")
-    assert ready.status_code == 503 and "is not valid JSON" in ready.json()["reason"]
+    assert ready.status_code == 503 and ready.json()["reason"] == "registry_unavailable"
     summary = client.get("/model_summary", headers=kit.predict)
     assert summary.status_code == 503 and "registry unavailable" in summary.json()["detail"]
     promote = client.post("/promote_champion", json={"model_type": "hgb", "run_id": "x"}, headers=kit.admin)
     assert promote.status_code == 503
+
+
+# --- REJECTed models ------------------------------------------------------------------------------
+
+FORGOT_THE_REFERENCE = "REJECT: challenger 'hgb' R² on test_baseline is 0.2000, below the minimum 0.6000."
+
+
+def _forgetful(kit: Any, run_id: str, uri: str) -> RegistryEntry:
+    """A challenger that forgot the reference period: R² 0.20 on test_baseline, 0.90 on test_current."""
+    challenger = kit.entry(
+        run_id, uri, 0.90, extra={"decision": "REJECT", "decision_reason": FORGOT_THE_REFERENCE}
+    )
+    baseline = challenger.metrics.test_baseline.model_copy(update={"r2": 0.20})
+    metrics = challenger.metrics.model_copy(update={"test_baseline": baseline})
+    return challenger.model_copy(update={"metrics": metrics})  # type: ignore[no-any-return]
+
+
+def test_a_rejected_model_serves_only_after_an_explained_override(fresh_app, kit, artifacts):
+    def setup(registry: Registry) -> None:
+        registry.add_entry("dev", _forgetful(kit, "run-forgot", artifacts.uri_b))
+        registry.add_entry("dev", kit.entry("run-low", artifacts.uri_a, 0.5, extra={"decision": "REJECT"}))
+
+    client, settings = fresh_app(setup)
+
+    def promote(**body: Any) -> Any:
+        return client.post("/promote_champion", json={"model_type": "hgb"} | body, headers=kit.admin)
+
+    # Only REJECTed models: nothing serves, and /ready says why with a code.
+    assert kit.wait_for(lambda: client.get("/ready").json()["errors"] == {"hgb": "only_rejected"})
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["reason"] == "only_rejected"
+    assert ready.json()["champions"] == {}
+
+    refused = promote(run_id="run-forgot")
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert "'run-forgot' has the deployment decision REJECT" in detail and FORGOT_THE_REFERENCE in detail
+    assert "override_rejection" in detail
+    unexplained = promote(run_id="run-forgot", override_rejection=True)
+    assert unexplained.status_code == 422 and "needs a reason" in unexplained.json()["detail"][0]["msg"]
+    assert promote(run_id="run-forgot", override_rejection="yes", reason="x").status_code == 422
+    registry = Registry(settings)
+    assert not any(e.is_champion or e.promotions for e in registry.entries("dev"))
+
+    reason = "incident 42: test_baseline predates the new counters"
+    promoted = promote(run_id="run-forgot", override_rejection=True, reason=reason, requested_by="alice")
+    assert promoted.status_code == 200, promoted.text
+    body = promoted.json()
+    assert "its REJECT decision overridden: incident 42" in body["message"]
+    record = body["promotion"]
+    assert record["override_rejection"] is True and record["decision"] == "REJECT"
+    assert record["reason"] == reason and record["by"] == "alice" and record["via"] == "api"
+    assert record["at"].endswith("Z") and record["previous_champion_run_id"] is None
+    assert body["serving"] == {"model_type": "hgb", "run_id": "run-forgot", "error": None, "reason": None}
+    assert client.get("/ready").json()["champions"] == {"hgb": "run-forgot"}
+    # The override is stored on the entry in summary.json.
+    stored = registry.entry("dev", "hgb", "run-forgot")
+    assert stored.is_champion and [p.model_dump(mode="json") for p in stored.promotions] == [record]
+
+    # Repeating it is a no-op; without the override the rule still holds.
+    again = promote(run_id="run-forgot", override_rejection=True, reason=reason)
+    assert again.status_code == 200 and again.json()["status"] == "already_champion"
+    assert promote(run_id="run-forgot").status_code == 409
+
+
+# --- the MLflow alias -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_models(settings, mlflow_server, kit, artifacts) -> Iterator[tuple[Any, list[Any]]]:
+    """Models A and B logged and registered in the stack's MLflow, under a name of their own."""
+    own = kit.settings_for(settings, registered_model_name=f"velocast-admin-{uuid.uuid4().hex[:8]}")
+    tracker = Tracker(own, experiment_name=f"admin-{uuid.uuid4().hex[:8]}")
+    frame = artifacts.frame.tail(300)
+    logged = [
+        tracker.log_training(
+            model,
+            double_evaluate(model, None, frame, frame),
+            None,
+            {"rows": len(frame)},
+            {"test_baseline": frame, "test_current": frame},
+        )
+        for model in (artifacts.model_a, artifacts.model_b)
+    ]
+    yield own, logged
+    MlflowClient(own.mlflow_tracking_uri).delete_registered_model(logged[0].registered_name)
+
+
+def test_promote_champion_moves_the_mlflow_alias(fresh_app, kit, mlflow_models):
+    own, (logged_a, logged_b) = mlflow_models
+    name = logged_a.registered_name
+
+    def setup(registry: Registry) -> None:
+        for logged in (logged_a, logged_b):
+            entry = kit.entry(logged.run_id, logged.model_uri, 0.8, extra={"decision": "DEPLOY"})
+            registry.add_entry("dev", entry)
+
+    client, _ = fresh_app(setup, registered_model_name=own.registered_model_name)
+    mlflow = MlflowClient(own.mlflow_tracking_uri)
+
+    def alias_version() -> int:
+        return int(mlflow.get_model_version_by_alias(name, "champion-dev").version)
+
+    for logged in (logged_a, logged_b):
+        response = client.post(
+            "/promote_champion", json={"model_type": "hgb", "run_id": logged.run_id}, headers=kit.admin
+        )
+        assert response.status_code == 200, response.text
+        assert alias_version() == logged.version  # the registry and MLflow agree
+        alias = response.json()["alias"]
+        assert alias["status"] == "moved" and alias["alias"] == "champion-dev"
+        assert (alias["registered_model"], alias["version"]) == (name, logged.version)
+        assert response.json()["serving"]["run_id"] == logged.run_id
+    # prod has its own alias, untouched by a dev promotion.
+    assert "champion" not in mlflow.get_registered_model(name).aliases
+
+
+def test_with_mlflow_unreachable_nothing_is_promoted(fresh_app, kit, artifacts):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+    def setup(registry: Registry) -> None:
+        kit.champion_registry(registry.settings, artifacts)
+        registry.add_entry("dev", kit.entry("run-mlflow", "models:/velocast-admin-nowhere-hgb/3", 0.9))
+
+    client, settings = fresh_app(setup, mlflow_tracking_uri=closed)
+    response = client.post(
+        "/promote_champion", json={"model_type": "hgb", "run_id": "run-mlflow"}, headers=kit.admin
+    )
+    assert response.status_code == 503, response.text
+    assert "cannot be reached" in response.json()["detail"]
+    assert "nothing was promoted (the registry is unchanged)" in response.json()["detail"]
+    assert Registry(settings).champion("dev", "hgb").run_id == "run-a"  # type: ignore[union-attr]
+    # A model outside MLflow needs no MLflow.
+    other = client.post("/promote_champion", json={"model_type": "hgb", "run_id": "run-b"}, headers=kit.admin)
+    assert other.status_code == 200 and other.json()["alias"]["status"] == "not_applicable"

@@ -168,6 +168,16 @@ def test_json_errors_and_non_finite_numbers(served, kit):
     response = served.client.post(
         "/predict", content=nan, headers={**kit.predict, "Content-Type": "application/json"}
     )
+    # NaN is not JSON (RFC 8259): refused by the parser, before any record is looked at.
+    assert response.status_code == 422
+    [detail] = response.json()["detail"]
+    assert detail["loc"] == ["body"] and detail["type"] == "json_invalid"
+    assert detail["msg"] == "invalid JSON: NaN is not a JSON number"
+    overflow = b'{"records": [{"counter_id": "a", "counted_at": "2024-02-26T08:00:00Z", "latitude": 1e999}]}'
+    response = served.client.post(
+        "/predict", content=overflow, headers={**kit.predict, "Content-Type": "application/json"}
+    )
+    # Beyond a double: read as infinity, which a record refuses.
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "records", 0, "normalized", "latitude"]
     not_json = served.client.post(

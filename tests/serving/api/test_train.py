@@ -8,18 +8,21 @@ processes started by the app; MLflow is the real server of the test stack.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
+from velocast_serving import evaluations
 from velocast_serving.main import create_app
 
 from velocast.contract import RAW_COUNTS, load_contract
@@ -315,6 +318,9 @@ BAD_TRAIN_BODIES = [
     ({"current_window": {"start": "2024-02-01T00:00Z", "end": "2024-01-01T00:00Z"}}, "value_error", None),
     ({"current_window": {"start": "2023-01-01T00:00Z", "end": "2024-01-01T00:00Z"}}, "value_error", None),
     ({"unexpected": 1}, "extra_forbidden", ["body", "unexpected"]),
+    # The resource ceiling (tests/unit/ml: every bound).
+    ({"model_type": "rf", "hyperparams": {"n_estimators": 100_000}}, "invalid_hyperparameters", None),
+    ({"model_type": "hgb", "hyperparams": {"max_iter": 1_000_000}}, "invalid_hyperparameters", None),
 ]
 
 
@@ -328,6 +334,23 @@ def test_bad_train_requests_are_422_and_start_nothing(
     errors = response.json()["detail"]
     assert any(e["type"] == error_type and (loc is None or e["loc"] == loc) for e in errors), errors
     assert len(train_kit.client.get("/train", headers=kit.admin).json()["jobs"]) == jobs_before
+
+
+def test_hyperparameters_beyond_the_resource_ceiling_are_refused_naming_the_bound(
+    train_kit: TrainKit, kit: Any
+) -> None:
+    body = {"model_type": "rf", "hyperparams": {"n_estimators": 100_000, "max_depth": None}}
+    response = train_kit.client.post("/train", headers=kit.admin, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "hyperparams"] and error["type"] == "invalid_hyperparameters"
+    assert "n_estimators: Input should be less than or equal to 100 (got 100000)" in error["msg"]
+    assert "max_depth: Value error, max_depth must be an integer from 1 to 30" in error["msg"]
+    # /evaluate takes the same bounded window.
+    window = {"start": "2023-01-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}
+    response = train_kit.client.post("/evaluate", headers=kit.admin, json={"current_window": window})
+    assert response.status_code == 422, response.text
+    assert "at most 92 are allowed" in response.json()["detail"][0]["msg"]
 
 
 def test_evaluate_errors_are_precise(train_kit: TrainKit, kit: Any) -> None:
@@ -384,3 +407,59 @@ def test_cancel_a_running_training(train_kit: TrainKit, kit: Any) -> None:
     assert metric_value(client, "velocast_training_jobs_total", '{status="cancelled"}') == 2.0
     # Deleting it again returns the recorded outcome.
     assert client.delete(f"/train/{job_id}", headers=admin).json()["status"] == "cancelled"
+
+
+# --- /evaluate outside the serving worker ---------------------------------------------------------
+
+
+@pytest.fixture
+def evaluating(train_kit: TrainKit, kit: Any, artifacts: Any, fresh_app: Any) -> tuple[TestClient, Path]:
+    """An app whose dev champion is model A (a gs:// file), and its jobs folder."""
+    client, settings = fresh_app(setup=lambda registry: kit.champion_registry(registry.settings, artifacts))
+    assert settings.serving_jobs_dir is not None
+    return client, settings.serving_jobs_dir
+
+
+def test_evaluate_runs_in_a_child_process(
+    evaluating: tuple[TestClient, Path], train_kit: TrainKit, kit: Any
+) -> None:
+    client, jobs_dir = evaluating
+    response = client.post("/evaluate", headers=kit.admin, json={"data_source": train_kit.data_source})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["run_id"] == "run-a" and body["is_champion"]
+    assert body["metrics"]["test_baseline"]["n_rows"] > 0
+    # Its folder (request, result, the child's log) is gone; the slot is free.
+    assert not list((jobs_dir / "evaluations").iterdir())
+    # What fails without data is answered at once, by the worker: unknown run, no baseline.
+    unknown = client.post("/evaluate", headers=kit.admin, json={"run_id": "run-zzz"})
+    assert unknown.status_code == 404 and "run-zzz" in unknown.json()["detail"]
+    missing = client.post(
+        "/evaluate", headers=kit.admin, json={"data_source": train_kit.data_source + "-none"}
+    )
+    assert missing.status_code == 422 and "test_baseline.parquet does not exist" in missing.json()["detail"]
+
+
+def test_evaluate_is_one_at_a_time(
+    evaluating: tuple[TestClient, Path], train_kit: TrainKit, kit: Any
+) -> None:
+    client, jobs_dir = evaluating
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    with (jobs_dir / "evaluate.lock").open("a+") as other_worker:  # another worker's evaluation
+        fcntl.flock(other_worker, fcntl.LOCK_EX)
+        busy = client.post("/evaluate", headers=kit.admin, json={"data_source": train_kit.data_source})
+    assert busy.status_code == 409, busy.text
+    assert busy.headers["retry-after"] == "30" and "one runs at a time" in busy.json()["detail"]
+
+
+def test_evaluate_past_its_time_budget_is_stopped(
+    evaluating: tuple[TestClient, Path], train_kit: TrainKit, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget shorter than the child's start: it is stopped, the worker answers 503 and serves on."""
+    client, _ = evaluating
+    monkeypatch.setattr(evaluations, "EVALUATE_TIME_BUDGET_SECONDS", 0.05)
+    stopped = client.post("/evaluate", headers=kit.admin, json={"data_source": train_kit.data_source})
+    assert stopped.status_code == 503, stopped.text
+    assert "time budget of 0.05 s" in stopped.json()["detail"]
+    record = kit.normalized_record("100003096-353242251", pd.Timestamp("2024-02-26T08:00:00Z"))
+    assert client.post("/predict", headers=kit.predict, json={"records": [record]}).status_code == 200

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.unit.ml.real_slice import FAST, UNSEEN
-from velocast.ml.model_base import ModelError, load_model
+from velocast.ml.model_base import ModelError, counter_names_of, load_model
 from velocast.ml.models import MODEL_TYPES, build_model
 
 
@@ -81,3 +81,47 @@ def test_saved_files_name_the_model_types_by_their_module(train: pd.DataFrame, t
     path = build_model("hgb", FAST["hgb"]).fit(train).save(tmp_path / "hgb.joblib")
     assert b"velocast.ml.models" in path.read_bytes()
     assert b"HistGradientBoostingModel" in path.read_bytes()
+
+
+# --- counter names (a client that knows a counter by its name only) ----------------------------
+
+
+def test_fit_keeps_the_training_names_and_save_load_keeps_them(train: pd.DataFrame, tmp_path: Path) -> None:
+    model = build_model("hgb", FAST["hgb"]).fit(train)
+    pairs = train[["counter_name", "counter_id"]].drop_duplicates()
+    expected = {
+        str(name): tuple(sorted(group["counter_id"].astype(str)))
+        for name, group in pairs.groupby("counter_name")
+    }
+    assert model.counter_names == expected
+    assert set(model.counter_names or {}) == set(train["counter_name"].dropna())
+    assert all(len(ids) == 1 for ids in (model.counter_names or {}).values())  # real names are unique here
+    loaded = load_model(model.save(tmp_path / "hgb.joblib"))
+    assert loaded.counter_names == model.counter_names
+
+
+def test_names_shared_or_changed_map_to_every_id(train: pd.DataFrame) -> None:
+    first, second = sorted(train["counter_id"].unique())[:2]
+    renamed = train.copy()
+    second_name = renamed.loc[renamed["counter_id"] == second, "counter_name"].iloc[0]
+    # ``first`` carries its own name in half of its rows and ``second``'s name in the other half.
+    first_rows = renamed.index[renamed["counter_id"] == first]
+    renamed.loc[first_rows[::2], "counter_name"] = second_name
+    own_name = train.loc[train["counter_id"] == first, "counter_name"].iloc[0]
+    names = counter_names_of(renamed)
+    assert names[second_name] == (first, second)
+    assert names[own_name] == (first,)
+
+
+def test_frames_without_names_and_files_saved_before_names(train: pd.DataFrame, tmp_path: Path) -> None:
+    assert counter_names_of(train.drop(columns="counter_name")) == {}
+    assert build_model("hgb", FAST["hgb"]).fit(train.drop(columns="counter_name")).counter_names == {}
+    assert counter_names_of(train.assign(counter_name=pd.array([pd.NA] * len(train), dtype="string"))) == {}
+
+    model = build_model("hgb", FAST["hgb"]).fit(train)
+    # What a file written before names were kept unpickles to: no instance attribute at all.
+    del model.__dict__["counter_names"]
+    old = load_model(model.save(tmp_path / "old.joblib"))
+    assert "counter_names" not in old.__dict__
+    assert old.counter_names is None
+    assert old.predict(train.iloc[:3]).shape == (3,)

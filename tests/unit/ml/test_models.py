@@ -52,7 +52,6 @@ def test_unknown_model_type_raises() -> None:
 def test_rf_defaults_are_the_original_model() -> None:
     params = default_hyperparams("rf")
     assert (params["n_estimators"], params["max_depth"]) == (50, 20)
-    assert build_model("rf", {"max_depth": None}).hyperparams["max_depth"] is None
 
 
 def test_hgb_defaults_fill_in_and_schema_is_exposed() -> None:
@@ -77,7 +76,7 @@ def test_hgb_defaults_fill_in_and_schema_is_exposed() -> None:
         ("hgb", {"learning_rate": "0.1"}, ["learning_rate: Input should be a valid number (got '0.1')"]),
         ("hgb", {"learning_rate": float("nan")}, ["learning_rate"]),
         ("hgb", {"loss": "absolute_error"}, ["loss: Input should be 'squared_error' or 'poisson'"]),
-        ("hgb", {"max_iter": 10_000}, ["max_iter: Input should be less than or equal to 5000"]),
+        ("hgb", {"max_iter": 10_000}, ["max_iter: Input should be less than or equal to 1000 (got 10000)"]),
         ("hgb", {"level_window_days": -1}, ["level_window_days"]),
         ("hgb", {"recency_half_life_days": 0}, ["recency_half_life_days"]),
         ("hgb", {"n_estimators": 50}, ["n_estimators: unknown hyperparameter"]),
@@ -97,6 +96,38 @@ def test_bad_hyperparams_are_refused_precisely(
     for fragment in fragments:
         assert fragment in message
     assert error.errors and all({"name", "message"} <= set(problem) for problem in error.errors)
+
+
+# The resource ceiling: what would exhaust the machine on a year of hourly counts is refused, with
+# the field and the bound in the message; the bounds themselves are allowed.
+CEILINGS = [
+    ("rf", "n_estimators", 100, 100_000, "less than or equal to 100"),
+    ("rf", "max_depth", 30, 31, "less than or equal to 30"),
+    ("rf", "max_depth", 30, None, "max_depth must be an integer from 1 to 30: None (unlimited)"),
+    ("hgb", "max_iter", 1000, 1001, "less than or equal to 1000"),
+    ("hgb", "max_leaf_nodes", 1024, 4096, "less than or equal to 1024"),
+]
+
+
+@pytest.mark.parametrize(("model_type", "name", "bound", "beyond", "fragment"), CEILINGS)
+def test_hyperparameters_have_a_resource_ceiling(
+    model_type: str, name: str, bound: int, beyond: int | None, fragment: str
+) -> None:
+    assert validate_hyperparams(model_type, {name: bound})[name] == bound
+    with pytest.raises(InvalidHyperparametersError) as info:
+        validate_hyperparams(model_type, {name: beyond})
+    [problem] = info.value.errors
+    assert problem["name"] == name
+    assert fragment in problem["message"] and f"(got {beyond!r})" in problem["message"]
+    assert f"{name}: " in str(info.value)
+
+
+def test_the_ceiling_is_in_the_published_schema() -> None:
+    rf = hyperparams_json_schema("rf")["properties"]
+    assert rf["n_estimators"]["maximum"] == 100 and rf["max_depth"]["maximum"] == 30
+    assert "anyOf" not in rf["max_depth"]  # an integer: no null
+    hgb = hyperparams_json_schema("hgb")["properties"]
+    assert hgb["max_iter"]["maximum"] == 1000 and hgb["max_leaf_nodes"]["maximum"] == 1024
 
 
 def test_every_problem_is_listed() -> None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from velocast.ml.models import DEFAULT_MODEL_TYPE, default_hyperparams
-from velocast.ml.training_request import TrainingRequest
+from velocast.ml.training_request import MAX_CURRENT_ROWS, EvaluationRequest, TrainingRequest
 
 
 def errors_of(**fields: Any) -> list[ErrorDetails]:
@@ -126,3 +126,35 @@ def test_current_data_is_rows_and_not_empty() -> None:
 def test_unknown_fields_are_refused() -> None:
     [error] = errors_of(model="hgb")
     assert error["type"] == "extra_forbidden"
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "fragment"),
+    [
+        ({"n_estimators": 100_000}, "n_estimators: Input should be less than or equal to 100 (got 100000)"),
+        ({"max_depth": None}, "max_depth: Value error, max_depth must be an integer from 1 to 30"),
+    ],
+)
+def test_resource_hungry_hyperparams_are_refused_naming_the_bound(
+    hyperparams: dict[str, Any], fragment: str
+) -> None:
+    [error] = errors_of(model_type="rf", hyperparams=hyperparams)
+    assert error["loc"] == ("hyperparams",)
+    assert fragment in error["msg"]
+
+
+@pytest.mark.parametrize("request_type", [TrainingRequest, EvaluationRequest])
+def test_current_rows_are_bounded(request_type: type[TrainingRequest] | type[EvaluationRequest]) -> None:
+    row = {"counter_id": "c", "counted_at": "2024-01-01T00:00:00Z", "hourly_count": 1}
+    assert len(request_type(current_data=[row] * MAX_CURRENT_ROWS).current_data or []) == MAX_CURRENT_ROWS
+    with pytest.raises(ValidationError) as caught:
+        request_type(current_data=[row] * (MAX_CURRENT_ROWS + 1))
+    [error] = caught.value.errors(include_url=False)
+    assert error["loc"] == ("current_data",) and error["type"] == "too_long"
+    assert f"at most {MAX_CURRENT_ROWS} items" in error["msg"]
+
+
+def test_the_current_window_is_bounded() -> None:
+    [error] = errors_of(current_window={"start": "2023-01-01T00:00Z", "end": "2024-01-01T00:00Z"})
+    assert error["loc"] == ("current_window",)
+    assert "the window spans 365 days; at most 92 are allowed" in error["msg"]
