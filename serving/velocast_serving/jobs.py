@@ -132,6 +132,19 @@ def request_summary(request: TrainingRequest) -> dict[str, Any]:
     return summary
 
 
+def flock_is_held(path: Path) -> bool:
+    """Whether a process (this one included, through another open file) holds ``path``'s flock."""
+    if not path.exists():
+        return False
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 @dataclass(frozen=True)
 class JobStore:
     """The jobs under ``root`` (shared by every worker of a sidecar)."""
@@ -219,15 +232,7 @@ class JobStore:
 
     # --- reading -----------------------------------------------------------------------------
     def lock_is_held(self) -> bool:
-        if not self.lock_path.exists():
-            return False
-        with self.lock_path.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+        return flock_is_held(self.lock_path)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job's status (None if unknown); a job whose process died is reported failed."""

@@ -25,6 +25,7 @@ from velocast_serving.evaluations import (
     Evaluations,
     EvaluationTimeoutError,
 )
+from velocast_serving.jobs import flock_is_held
 
 from velocast.errors import ConflictError, NotFoundError, RequestError, UnavailableError
 from velocast.ml.training_request import EvaluationRequest
@@ -50,13 +51,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 def slot_is_held(evaluations: Evaluations) -> bool:
-    with evaluations.lock_path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+    return flock_is_held(evaluations.lock_path)
 
 
 def test_the_result_comes_from_the_child_process(tmp_path, settings):
