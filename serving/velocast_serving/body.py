@@ -83,16 +83,17 @@ def parse_json(raw: bytes) -> Any:
     raise _refuse([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {reason}"}])
 
 
-def _records_of(document: Any, max_records: int) -> list[Any]:
-    """The records list, after the top-level fields are checked; records are not validated yet."""
+def _checked_top_level(document: Any, max_records: int) -> tuple[PredictRequest, list[Any]]:
+    """The request without its records, and the records list: counted, not validated yet."""
     if not isinstance(document, dict):
         raise _refuse(
             [{"type": "model_attributes_type", "loc": ("body",), "msg": "the body is a JSON object"}]
         )
     errors: Errors = []
+    shell: PredictRequest | None = None
     # The other fields (model_type...) are few and small: the model validates them, records aside.
     try:
-        PredictRequest.model_validate({**document, "records": []})
+        shell = PredictRequest.model_validate({**document, "records": []})
     except ValidationError as error:
         errors += [
             dict(item) | {"loc": ("body", *item["loc"])}
@@ -110,8 +111,8 @@ def _records_of(document: Any, max_records: int) -> list[Any]:
         errors.append({"type": "too_long", "loc": ("body", "records"), "msg": message})
     if errors:
         raise _refuse(errors)
-    assert isinstance(records, list)
-    return records
+    assert shell is not None and isinstance(records, list)
+    return shell, records
 
 
 def _validated_records(records: list[Any]) -> list[Any]:
@@ -146,8 +147,8 @@ def read_predict_request(raw: bytes, max_records: int) -> PredictRequest:
     """``raw`` as a ``PredictRequest``, or a ``RequestValidationError`` (422) saying why not."""
     check_value_budget(raw, max_records)
     document = parse_json(raw)
-    records = _validated_records(_records_of(document, max_records))
-    return PredictRequest.model_validate({**document, "records": []}).model_copy(update={"records": records})
+    shell, records = _checked_top_level(document, max_records)
+    return shell.model_copy(update={"records": _validated_records(records)})
 
 
 __all__ = ["VALUES_PER_RECORD", "json_value_bound", "read_predict_request", "value_budget"]
