@@ -20,43 +20,38 @@ the offset changes twice a year).
 other counter to ``UNKNOWN_COUNTER_CODE``: an unseen counter is never mistaken for another one,
 and the unseen ids are reported.
 
-Holidays are looked up once per distinct local day (a few hundred) and broadcast to the rows:
-~1 M rows take about a second, most of it converting the timestamps to local time.
+The calendar itself is tables memoised per year (``velocast.ml.calendar``): a row's features are
+array look-ups (a one-row forecast spends microseconds here). ``feature_arrays`` is what the
+prediction path uses (the day features kept once per distinct day, which the compiled boosting of
+``velocast.ml.tree_kernel`` exploits); ``build_features`` is the same arrays as a frame, for fitting.
+Training and serving build their features through the same functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-import holidays
 import numpy as np
 import pandas as pd
-from vacances_scolaires_france import SchoolHolidayDates
 
-from velocast.contract import PARIS_TZ
+from velocast.ml.calendar import (
+    DAY_FEATURES,
+    SCHOOL_UNKNOWN,
+    day_features,
+    local_clock,
+    public_holidays,
+    school_calendar,
+    utc_nanoseconds,
+)
 
-SCHOOL_ZONE: Final = "C"  # Paris
-# Days to/from a public holiday are capped: beyond a week they only restate the date.
-MAX_HOLIDAY_DISTANCE_DAYS: Final = 7
 UNKNOWN_COUNTER_CODE: Final = -1
+# Below this many rows, a dictionary encodes counter ids faster than a pandas Categorical.
+DICT_ENCODE_ROWS: Final = 2_000
 
 COUNTER_FEATURE: Final = "counter_code"
-# Features of the local day, computed once per distinct day.
-DAY_FEATURES: Final[tuple[str, ...]] = (
-    "weekday",
-    "month",
-    "day_of_year",
-    "is_weekend",
-    "is_public_holiday",
-    "is_school_holiday",
-    "is_bridge_day",
-    "is_day_off",
-    "days_to_public_holiday",
-    "days_from_public_holiday",
-)
 CALENDAR_FEATURES: Final[tuple[str, ...]] = ("hour", *DAY_FEATURES, "hour_day_off")
 FEATURE_NAMES: Final[tuple[str, ...]] = (COUNTER_FEATURE, *CALENDAR_FEATURES)
 
@@ -97,12 +92,31 @@ class CounterEncoder:
         return len(self.counters)
 
     def encode(self, counter_ids: pd.Series) -> CounterCodes:
+        if len(counter_ids) <= DICT_ENCODE_ROWS:
+            return self._encode_few(counter_ids)
         ids = counter_ids.astype("string")
         categorical = pd.Categorical(ids, categories=list(self.counters))
         codes = np.asarray(categorical.codes, dtype=np.int32)  # -1 where unseen or null
         unseen = codes == UNKNOWN_COUNTER_CODE
         unseen_ids = tuple(sorted(str(value) for value in ids[unseen].dropna().unique()))
         return CounterCodes(codes=codes, unseen_ids=unseen_ids, unseen_rows=int(unseen.sum()))
+
+    def _encode_few(self, counter_ids: pd.Series) -> CounterCodes:
+        # The same codes as the Categorical path, without its fixed cost (~100 µs a call).
+        ids = counter_ids if isinstance(counter_ids.dtype, pd.StringDtype) else counter_ids.astype("string")
+        table = _code_table(self.counters)
+        values = ids.tolist()
+        codes = np.fromiter(
+            (table.get(value, UNKNOWN_COUNTER_CODE) for value in values), np.int32, len(values)
+        )
+        unseen = codes == UNKNOWN_COUNTER_CODE
+        unseen_ids = {values[i] for i in np.flatnonzero(unseen).tolist() if isinstance(values[i], str)}
+        return CounterCodes(codes=codes, unseen_ids=tuple(sorted(unseen_ids)), unseen_rows=int(unseen.sum()))
+
+
+@lru_cache(maxsize=16)
+def _code_table(counters: tuple[str, ...]) -> dict[str, int]:
+    return {counter: code for code, counter in enumerate(counters)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,34 +125,44 @@ class CounterEncoder:
 
 
 @dataclass(frozen=True)
-class SchoolCalendar:
-    """Zone C school holiday days, and the span of days the package's table knows about."""
+class CalendarArrays:
+    """Calendar features of rows, with the day features kept once per distinct local day."""
 
-    holiday_days: np.ndarray  # datetime64[D], sorted
-    known_from: np.datetime64
-    known_until: np.datetime64
+    hour: np.ndarray  # int8, Europe/Paris wall-clock hour of each row
+    day_index: np.ndarray  # intp: each row's index into the distinct days
+    local_days: np.ndarray  # int64 days since the epoch, the distinct local days (sorted)
+    day_table: Mapping[str, np.ndarray]  # DAY_FEATURES (and SCHOOL_UNKNOWN) of each distinct day
+
+    @property
+    def school_holiday_unknown_rows(self) -> int:
+        return int(self.day_table[SCHOOL_UNKNOWN][self.day_index].sum())
+
+    def is_day_off(self) -> np.ndarray:
+        day_off: np.ndarray = self.day_table["is_day_off"][self.day_index]
+        return day_off
+
+    def calendar_columns(self) -> dict[str, np.ndarray]:
+        """``CALENDAR_FEATURES`` → one value per row, in that order."""
+        columns: dict[str, np.ndarray] = {"hour": self.hour}
+        for name in DAY_FEATURES:
+            columns[name] = self.day_table[name][self.day_index]
+        # One code per (hour, day off?): lets a tree split the two daily profiles in one go.
+        columns["hour_day_off"] = (
+            self.hour.astype(np.int16) + 24 * columns["is_day_off"].astype(np.int16)
+        ).astype(np.int8)
+        return columns
 
 
-@lru_cache(maxsize=1)
-def school_calendar() -> SchoolCalendar:
-    """Read the package's table once (it parses a ~14 k-line CSV)."""
-    table = SchoolHolidayDates()
-    # ``data`` only holds days when some zone is on holiday: its last day is the end of what is
-    # known; after it the table says "no holiday" because the dates were not published yet.
-    known = sorted(table.data)
-    zone_key = table.zone_key(SCHOOL_ZONE)
-    days = [day for day in known if table.data[day][zone_key]]
-    return SchoolCalendar(
-        holiday_days=np.array(days, dtype="datetime64[D]"),
-        known_from=np.datetime64(known[0], "D"),
-        known_until=np.datetime64(known[-1], "D"),
+def calendar_arrays(utc_ns: np.ndarray) -> CalendarArrays:
+    """Calendar features of UTC instants (int64 ns since the epoch), from their Paris wall-clock time."""
+    hour, local_day = local_clock(utc_ns)
+    local_days, day_index = np.unique(local_day, return_inverse=True)
+    return CalendarArrays(
+        hour=hour,
+        day_index=day_index.reshape(-1),
+        local_days=local_days,
+        day_table=day_features(local_days),
     )
-
-
-def public_holidays(years: Iterable[int]) -> np.ndarray:
-    """French (metropolitan) public holidays of these years, sorted, as datetime64[D]."""
-    calendar = holidays.country_holidays("FR", years=sorted(set(years)))
-    return np.array(sorted(calendar.keys()), dtype="datetime64[D]")
 
 
 @dataclass(frozen=True)
@@ -149,73 +173,9 @@ class CalendarFeatures:
 
 def calendar_features(counted_at: pd.Series) -> CalendarFeatures:
     """Calendar features of tz-aware timestamps, from their Europe/Paris wall-clock time."""
-    if not isinstance(counted_at.dtype, pd.DatetimeTZDtype):
-        raise TypeError(f"counted_at must be a tz-aware datetime column, got {counted_at.dtype}")
-    local = counted_at.dt.tz_convert(PARIS_TZ)
-    local_days = local.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-    days, inverse = np.unique(local_days, return_inverse=True)
-    day_table = _day_features(days)
-
-    out = pd.DataFrame(index=counted_at.index)
-    out["hour"] = local.dt.hour.to_numpy(dtype=np.int8)
-    for name in DAY_FEATURES:
-        out[name] = day_table[name][inverse]
-    # One code per (hour, day off?): lets a tree split the two daily profiles in one go.
-    out["hour_day_off"] = (out["hour"].to_numpy(np.int16) + 24 * out["is_day_off"].to_numpy(np.int16)).astype(
-        np.int8
-    )
-    unknown = int(day_table["school_unknown"][inverse].sum())
-    return CalendarFeatures(frame=out[list(CALENDAR_FEATURES)], school_holiday_unknown_rows=unknown)
-
-
-def _day_features(days: np.ndarray) -> dict[str, np.ndarray]:
-    """Features of each distinct local day (``days``: sorted datetime64[D])."""
-    if days.size == 0:
-        empty = np.array([], dtype=np.int8)
-        return {name: empty for name in (*DAY_FEATURES, "school_unknown")}
-    stamps = pd.DatetimeIndex(days)
-    weekday = stamps.dayofweek.to_numpy()
-    is_weekend = weekday >= 5
-
-    # Neighbouring years too, so that the distance to the nearest holiday crosses New Year.
-    years = range(int(stamps.year.min()) - 1, int(stamps.year.max()) + 2)
-    holiday_days = public_holidays(years)
-    is_holiday = np.isin(days, holiday_days)
-    # Indices of the next/previous holiday; the year padding guarantees both exist.
-    next_index = np.searchsorted(holiday_days, days, side="left")
-    prev_index = np.searchsorted(holiday_days, days, side="right") - 1
-    days_to = (holiday_days[next_index] - days).astype(np.int64)
-    days_from = (days - holiday_days[prev_index]).astype(np.int64)
-
-    off = is_weekend | is_holiday
-    one_day = np.timedelta64(1, "D")
-    off_before = _is_off(days - one_day, holiday_days)
-    off_after = _is_off(days + one_day, holiday_days)
-    is_bridge = ~off & off_before & off_after
-
-    school = school_calendar()
-    school_unknown = (days < school.known_from) | (days > school.known_until)
-    is_school = np.isin(days, school.holiday_days) & ~school_unknown
-
-    return {
-        "weekday": weekday.astype(np.int8),
-        "month": stamps.month.to_numpy().astype(np.int8),
-        "day_of_year": stamps.dayofyear.to_numpy().astype(np.int16),
-        "is_weekend": is_weekend.astype(np.int8),
-        "is_public_holiday": is_holiday.astype(np.int8),
-        "is_school_holiday": is_school.astype(np.int8),
-        "is_bridge_day": is_bridge.astype(np.int8),
-        "is_day_off": off.astype(np.int8),
-        "days_to_public_holiday": np.minimum(days_to, MAX_HOLIDAY_DISTANCE_DAYS).astype(np.int8),
-        "days_from_public_holiday": np.minimum(days_from, MAX_HOLIDAY_DISTANCE_DAYS).astype(np.int8),
-        "school_unknown": school_unknown,
-    }
-
-
-def _is_off(days: np.ndarray, holiday_days: np.ndarray) -> np.ndarray:
-    weekday = pd.DatetimeIndex(days).dayofweek.to_numpy()
-    result: np.ndarray = (weekday >= 5) | np.isin(days, holiday_days)
-    return result
+    arrays = calendar_arrays(utc_nanoseconds(counted_at))
+    frame = pd.DataFrame(arrays.calendar_columns(), index=counted_at.index)
+    return CalendarFeatures(frame=frame, school_holiday_unknown_rows=arrays.school_holiday_unknown_rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,21 +196,52 @@ class FeatureSet:
     school_holiday_unknown_rows: int
 
 
-def build_features(normalized: pd.DataFrame, encoder: CounterEncoder) -> FeatureSet:
-    """Features of a normalized frame (needs ``counter_id`` and ``counted_at``)."""
+@dataclass(frozen=True)
+class FeatureArrays:
+    """The model's inputs as arrays (what the prediction path uses; ``FeatureSet`` is their frame)."""
+
+    codes: np.ndarray  # int32 counter codes, UNKNOWN_COUNTER_CODE for unseen or null ids
+    calendar: CalendarArrays
+    unseen_counters: tuple[str, ...]
+    unseen_counter_rows: int
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def school_holiday_unknown_rows(self) -> int:
+        return self.calendar.school_holiday_unknown_rows
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """``FEATURE_NAMES`` → one value per row, in that order."""
+        return {COUNTER_FEATURE: self.codes, **self.calendar.calendar_columns()}
+
+    def feature_set(self, index: pd.Index | None = None) -> FeatureSet:
+        return FeatureSet(
+            frame=pd.DataFrame(self.columns(), index=index),
+            unseen_counters=self.unseen_counters,
+            unseen_counter_rows=self.unseen_counter_rows,
+            school_holiday_unknown_rows=self.school_holiday_unknown_rows,
+        )
+
+
+def feature_arrays(normalized: pd.DataFrame, encoder: CounterEncoder) -> FeatureArrays:
+    """Features of a normalized frame (needs ``counter_id`` and ``counted_at``), as arrays."""
     missing = {"counter_id", "counted_at"} - set(normalized.columns)
     if missing:
         raise ValueError(f"the normalized frame lacks the columns {sorted(missing)}")
     counters = encoder.encode(normalized["counter_id"])
-    calendar = calendar_features(normalized["counted_at"])
-    codes = pd.DataFrame({COUNTER_FEATURE: counters.codes}, index=calendar.frame.index)
-    frame = pd.concat([codes, calendar.frame], axis=1)
-    return FeatureSet(
-        frame=frame,
+    return FeatureArrays(
+        codes=counters.codes,
+        calendar=calendar_arrays(utc_nanoseconds(normalized["counted_at"])),
         unseen_counters=counters.unseen_ids,
         unseen_counter_rows=counters.unseen_rows,
-        school_holiday_unknown_rows=calendar.school_holiday_unknown_rows,
     )
+
+
+def build_features(normalized: pd.DataFrame, encoder: CounterEncoder) -> FeatureSet:
+    """Features of a normalized frame (needs ``counter_id`` and ``counted_at``), as a frame."""
+    return feature_arrays(normalized, encoder).feature_set(normalized.index)
 
 
 __all__ = [
@@ -259,12 +250,16 @@ __all__ = [
     "DAY_FEATURES",
     "FEATURE_NAMES",
     "UNKNOWN_COUNTER_CODE",
+    "CalendarArrays",
     "CalendarFeatures",
     "CounterCodes",
     "CounterEncoder",
+    "FeatureArrays",
     "FeatureSet",
     "build_features",
+    "calendar_arrays",
     "calendar_features",
+    "feature_arrays",
     "public_holidays",
     "school_calendar",
 ]

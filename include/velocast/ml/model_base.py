@@ -27,7 +27,7 @@ import sklearn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from velocast.errors import RequestError
-from velocast.ml.features import CounterEncoder, FeatureSet, build_features
+from velocast.ml.features import CounterEncoder, FeatureArrays, FeatureSet, build_features, feature_arrays
 
 TARGET: Final = "hourly_count"
 FILE_FORMAT: Final = 1
@@ -175,17 +175,36 @@ class VelocastModel(ABC):
     def predict_with_report(self, normalized: pd.DataFrame) -> Prediction:
         if self.encoder is None:
             raise ModelError(f"the {self.model_type} model is not fitted")
-        features = build_features(normalized, self.encoder)
-        if features.frame.empty:
+        features = feature_arrays(normalized, self.encoder)
+        if len(features) == 0:
             values = np.zeros(0, dtype=np.float64)
         else:
-            values = np.clip(np.asarray(self._predict(features), dtype=np.float64), 0.0, None)
+            values = np.clip(np.asarray(self._predict_arrays(features), dtype=np.float64), 0.0, None)
         return Prediction(
             values=values,
             unseen_counters=features.unseen_counters,
             unseen_counter_rows=features.unseen_counter_rows,
             school_holiday_unknown_rows=features.school_holiday_unknown_rows,
         )
+
+    def predict_reference(self, normalized: pd.DataFrame) -> np.ndarray:
+        """``predict`` through the features as a frame and the estimator's own ``predict``.
+
+        The path every fast path is held to (tests, ``bench/bench_serving.py``); slower.
+        """
+        if self.encoder is None:
+            raise ModelError(f"the {self.model_type} model is not fitted")
+        features = build_features(normalized, self.encoder)
+        if features.frame.empty:
+            return np.zeros(0, dtype=np.float64)
+        return np.clip(np.asarray(self._predict(features), dtype=np.float64), 0.0, None)
+
+    def prepare(self) -> VelocastModel:
+        """Build what predictions need once per process (e.g. compiled trees); returns self.
+
+        Called after a load, so that the first request does not pay for it; optional.
+        """
+        return self
 
     def save(self, path: Path) -> Path:
         """Write the fitted model to ``path`` (joblib); ``load_model`` reads it back."""
@@ -208,6 +227,10 @@ class VelocastModel(ABC):
 
     @abstractmethod
     def _predict(self, features: FeatureSet) -> np.ndarray: ...
+
+    def _predict_arrays(self, features: FeatureArrays) -> np.ndarray:
+        """Raw predictions of the feature arrays; a type with a faster path than its frame overrides it."""
+        return self._predict(features.feature_set())
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "unfitted"

@@ -46,10 +46,12 @@ from velocast.ml.features import (
     COUNTER_FEATURE,
     FEATURE_NAMES,
     UNKNOWN_COUNTER_CODE,
+    FeatureArrays,
     FeatureSet,
 )
 from velocast.ml.model_base import Hyperparams, ModelError, VelocastModel
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE, MODEL_TYPE_NAMES
+from velocast.ml.tree_kernel import CompiledBoosting
 
 # HistGradientBoosting takes at most max_bins (255) categories per categorical feature.
 MAX_HGB_COUNTERS: Final = 255
@@ -235,6 +237,7 @@ class HistGradientBoostingModel(VelocastModel):
         with self._threads(len(frame)):
             estimator.fit(frame, target, sample_weight=weights)
         self.estimator = estimator
+        self.__dict__.pop("_compiled_trees", None)  # compiled from a previous fit
 
         factors = np.ones(n_counters, dtype=np.float64)
         if params.level_window_days > 0:
@@ -251,14 +254,40 @@ class HistGradientBoostingModel(VelocastModel):
         self.level_factors = factors
 
     def _predict(self, features: FeatureSet) -> np.ndarray:
-        assert self.estimator is not None and self.level_factors is not None
+        assert self.estimator is not None
         frame = features.frame
         with self._threads(len(frame)):
             raw = np.asarray(self.estimator.predict(frame))
-        codes = frame[COUNTER_FEATURE].to_numpy()
+        return self._times_level_factors(raw, frame[COUNTER_FEATURE].to_numpy())
+
+    def _predict_arrays(self, features: FeatureArrays) -> np.ndarray:
+        compiled = self._compiled()
+        if compiled is None:  # a forest the compiled form cannot hold: the estimator's own path
+            return self._predict(features.feature_set())
+        return self._times_level_factors(compiled.predict(features), features.codes)
+
+    def _times_level_factors(self, raw: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        assert self.level_factors is not None
         factors = np.where(codes == UNKNOWN_COUNTER_CODE, 1.0, self.level_factors[np.maximum(codes, 0)])
         result: np.ndarray = raw * factors
         return result
+
+    def _compiled(self) -> CompiledBoosting | None:
+        # Built once per process (not saved: ``__getstate__`` drops it); a race builds it twice.
+        if not hasattr(self, "_compiled_trees"):
+            assert self.estimator is not None and self.encoder is not None
+            self._compiled_trees = CompiledBoosting.compile(self.estimator, self.encoder.n_counters)
+        return self._compiled_trees
+
+    def prepare(self) -> VelocastModel:
+        if self.is_fitted:
+            self._compiled()
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_compiled_trees", None)
+        return state
 
 
 # --------------------------------------------------------------------------------------------
