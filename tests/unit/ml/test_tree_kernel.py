@@ -55,8 +55,8 @@ def train(counts: pd.DataFrame) -> pd.DataFrame:
 def rows(counts: pd.DataFrame) -> pd.DataFrame:
     """Later rows, both clock-change days, an unseen and a null counter, off-the-hour instants."""
     local_day = counts["counted_at"].dt.tz_convert("Europe/Paris").dt.strftime("%Y-%m-%d")
-    chosen = counts[(counts["counted_at"] >= SPLIT) | local_day.isin(CLOCK_CHANGES)].copy()
-    chosen: pd.DataFrame = chosen.sample(frac=1.0, random_state=7).reset_index(drop=True)  # any order
+    later = counts[(counts["counted_at"] >= SPLIT) | local_day.isin(CLOCK_CHANGES)]
+    chosen: pd.DataFrame = later.sample(frac=1.0, random_state=7).reset_index(drop=True)  # any order
     chosen.loc[3, "counter_id"] = None
     chosen.loc[5, "counted_at"] += pd.Timedelta(minutes=59, seconds=59, microseconds=999_999)
     chosen.loc[8, "counted_at"] -= pd.Timedelta(seconds=1)
