@@ -2,8 +2,11 @@
 
 Trains the default model on a real slice (2023, the counters of the shipped data), registers it
 as the dev champion in the local stack's registry, starts the sidecar with uvicorn on
-127.0.0.1, then prints p50/p99 latency for 1, 100, 1 000 and 10 000 records (and the ratio to
-the bare ``model.predict`` of the same rows), and req/s under 32 concurrent clients for 30 s:
+127.0.0.1, then prints, for 1, 100, 1 000 and 10 000 records: p50/p99 latency over HTTP, of the
+bare ``model.predict`` (compiled trees) and of ``model.predict_reference`` (scikit-learn's own
+``predict`` on a feature frame: the path before the compiled trees), and the HTTP / bare ratio.
+Then req/s of one-record and 24-record requests on ``--clients`` keep-alive connections for
+``--seconds`` each (``load_client``: one asyncio process, its CPU share printed beside):
 
     .venv/bin/python bench/bench_serving.py [--seconds 30] [--clients 32] [--workers 2]
 """
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from load_client import run_load
 from served_champion import REGINE_NJ, served_champion
 
 from velocast.data.normalize import normalize
@@ -70,10 +73,19 @@ def main() -> None:
         _throughput(served.url, served.predict_key, grid, args.clients, args.seconds)
 
 
+def _timed(call: Any, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
 def _latencies(url: str, key: str, grid: pd.DataFrame, model: Any) -> None:
     print(
-        f"\n{'records':>8} {'HTTP p50 ms':>12} {'HTTP p99 ms':>12} {'bare p50 ms':>12} {'bare p99 ms':>12} "
-        f"{'p50 ratio':>10}"
+        f"\n{'records':>8} {'HTTP p50':>9} {'HTTP p99':>9} {'bare p50':>9} {'bare p99':>9} "
+        f"{'ref p50':>9} {'ref p99':>9} {'HTTP/bare':>10} {'ref/bare':>9}   (ms)"
     )
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
         for size in SIZES:
@@ -81,42 +93,40 @@ def _latencies(url: str, key: str, grid: pd.DataFrame, model: Any) -> None:
             rows = pd.DataFrame(body["records"])
             rows["counted_at"] = pd.to_datetime(rows["counted_at"], utc=True)
             client.post("/predict", json=body).raise_for_status()  # warm-up
-            http, bare = [], []
-            for _ in range(REPEATS[size]):
-                began = time.perf_counter()
-                response = client.post("/predict", json=body)
-                http.append(time.perf_counter() - began)
-                response.raise_for_status()
-                began = time.perf_counter()
-                values = model.predict(rows)
-                bare.append(time.perf_counter() - began)
+            values = model.predict(rows)
             assert len(values) == size and np.all(values >= 0)
-            (h50, h99), (b50, b99) = _percentiles(http), _percentiles(bare)
-            print(f"{size:>8} {h50:>12.1f} {h99:>12.1f} {b50:>12.1f} {b99:>12.1f} {h50 / b50:>10.2f}")
+            assert np.array_equal(values, model.predict_reference(rows))
+
+            def post(body: dict[str, Any] = body) -> None:
+                client.post("/predict", json=body).raise_for_status()
+
+            http = _timed(post, REPEATS[size])
+            bare = _timed(lambda rows=rows: model.predict(rows), REPEATS[size])
+            reference = _timed(lambda rows=rows: model.predict_reference(rows), REPEATS[size])
+            (h50, h99), (b50, b99), (r50, r99) = map(_percentiles, (http, bare, reference))
+            print(
+                f"{size:>8} {h50:>9.2f} {h99:>9.2f} {b50:>9.2f} {b99:>9.2f} {r50:>9.2f} {r99:>9.2f} "
+                f"{h50 / b50:>10.2f} {r50 / b50:>9.1f}"
+            )
 
 
 def _throughput(url: str, key: str, grid: pd.DataFrame, clients: int, seconds: float) -> None:
-    body = {"records": _records(grid, 24)}  # one counter-day per request
-    counts, errors = [0] * clients, [0] * clients
-    stop = time.monotonic() + seconds
-
-    def client_loop(index: int) -> None:
-        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
-            while time.monotonic() < stop:
-                if client.post("/predict", json=body).status_code == 200:
-                    counts[index] += 1
-                else:
-                    errors[index] += 1
-
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    print(
-        f"\n{clients} concurrent clients, {seconds:.0f} s, 24 records/request: "
-        f"{sum(counts) / seconds:.1f} req/s, {sum(errors)} errors"
-    )
+    print(f"\n{clients} keep-alive connections, {seconds:.0f} s each:")
+    for size in (1, 24):  # one record; one counter-day
+        result = run_load(
+            url,
+            "/predict",
+            {"records": _records(grid, size)},
+            {"X-API-Key": key},
+            connections=clients,
+            seconds=seconds,
+        )
+        p50, p99 = _percentiles(result.latencies) if result.latencies else (float("nan"),) * 2
+        print(
+            f"  {size:>2} record(s)/request: {result.rate:7.1f} req/s ({result.rate * size:8.0f} rows/s), "
+            f"{result.errors} errors, latency p50 {p50:.1f} ms p99 {p99:.1f} ms, "
+            f"client CPU {100 * result.client_cpu_share:.0f} % of the machine"
+        )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -146,11 +146,14 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return api_key or bearer or None
 
 
-def require(*roles: Role) -> Callable[..., Role]:
-    """A dependency that lets through the keys of ``roles`` (admin always passes)."""
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Role]]:
+    """A dependency that lets through the keys of ``roles`` (admin always passes).
+
+    async: it only compares keys, and FastAPI would run a plain function in the thread pool.
+    """
     allowed = {*roles, Role.ADMIN}
 
-    def check(request: Request, api_key: ApiKeyHeader, bearer: BearerToken) -> Role:
+    async def check(request: Request, api_key: ApiKeyHeader, bearer: BearerToken) -> Role:
         keys: ApiKeys = request.app.state.context.api_keys
         presented = api_key if api_key else (bearer.credentials if bearer is not None else None)
         if not presented:

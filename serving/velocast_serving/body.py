@@ -83,7 +83,7 @@ def parse_json(raw: bytes) -> Any:
     raise _refuse([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {reason}"}])
 
 
-def _checked_top_level(document: Any, max_records: int) -> tuple[PredictRequest, list[Any]]:
+def checked_top_level(document: Any, max_records: int) -> tuple[PredictRequest, list[Any]]:
     """The request without its records, and the records list: counted, not validated yet."""
     if not isinstance(document, dict):
         raise _refuse(
@@ -147,8 +147,22 @@ def read_predict_request(raw: bytes, max_records: int) -> PredictRequest:
     """``raw`` as a ``PredictRequest``, or a ``RequestValidationError`` (422) saying why not."""
     check_value_budget(raw, max_records)
     document = parse_json(raw)
-    shell, records = _checked_top_level(document, max_records)
+    shell, records = checked_top_level(document, max_records)
+    return validated_request(shell, records)
+
+
+def validated_request(shell: PredictRequest, records: list[Any]) -> PredictRequest:
+    """``shell`` with its records validated by their shapes (422 naming each bad one)."""
     return shell.model_copy(update={"records": _validated_records(records)})
 
 
-__all__ = ["VALUES_PER_RECORD", "json_value_bound", "read_predict_request", "value_budget"]
+__all__ = [
+    "VALUES_PER_RECORD",
+    "check_value_budget",
+    "checked_top_level",
+    "json_value_bound",
+    "parse_json",
+    "read_predict_request",
+    "validated_request",
+    "value_budget",
+]

@@ -102,12 +102,20 @@ class CounterEncoder:
         return CounterCodes(codes=codes, unseen_ids=unseen_ids, unseen_rows=int(unseen.sum()))
 
     def _encode_few(self, counter_ids: pd.Series) -> CounterCodes:
-        # The same codes as the Categorical path, without its fixed cost (~100 µs a call).
         ids = counter_ids if isinstance(counter_ids.dtype, pd.StringDtype) else counter_ids.astype("string")
+        return self.encode_values(ids.tolist())
+
+    def encode_values(self, values: list[Any]) -> CounterCodes:
+        """Codes of a list of ids (strings; anything else is a null id): the dictionary path."""
+        # The same codes as the Categorical path, without its fixed cost (~100 µs a call).
         table = _code_table(self.counters)
-        values = ids.tolist()
         codes = np.fromiter(
-            (table.get(value, UNKNOWN_COUNTER_CODE) for value in values), np.int32, len(values)
+            (
+                table.get(value, UNKNOWN_COUNTER_CODE) if isinstance(value, str) else UNKNOWN_COUNTER_CODE
+                for value in values
+            ),
+            np.int32,
+            len(values),
         )
         unseen = codes == UNKNOWN_COUNTER_CODE
         unseen_ids = {values[i] for i in np.flatnonzero(unseen).tolist() if isinstance(values[i], str)}
@@ -230,10 +238,22 @@ def feature_arrays(normalized: pd.DataFrame, encoder: CounterEncoder) -> Feature
     missing = {"counter_id", "counted_at"} - set(normalized.columns)
     if missing:
         raise ValueError(f"the normalized frame lacks the columns {sorted(missing)}")
-    counters = encoder.encode(normalized["counter_id"])
+    return _feature_arrays(
+        encoder.encode(normalized["counter_id"]), utc_nanoseconds(normalized["counted_at"])
+    )
+
+
+def column_features(counter_ids: list[Any], utc_ns: np.ndarray, encoder: CounterEncoder) -> FeatureArrays:
+    """Features of rows given as columns: counter ids (None: unknown) and UTC epoch nanoseconds."""
+    if len(counter_ids) != len(utc_ns):
+        raise ValueError(f"{len(counter_ids)} counter ids for {len(utc_ns)} timestamps")
+    return _feature_arrays(encoder.encode_values(counter_ids), utc_ns)
+
+
+def _feature_arrays(counters: CounterCodes, utc_ns: np.ndarray) -> FeatureArrays:
     return FeatureArrays(
         codes=counters.codes,
-        calendar=calendar_arrays(utc_nanoseconds(normalized["counted_at"])),
+        calendar=calendar_arrays(utc_ns),
         unseen_counters=counters.unseen_ids,
         unseen_counter_rows=counters.unseen_rows,
     )
@@ -259,6 +279,7 @@ __all__ = [
     "build_features",
     "calendar_arrays",
     "calendar_features",
+    "column_features",
     "feature_arrays",
     "public_holidays",
     "school_calendar",
