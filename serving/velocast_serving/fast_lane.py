@@ -15,7 +15,8 @@ general path would answer with a 200, and answers them the same (held equal in
 * ``counted_at``: ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with ``Z`` or ``±HH:MM``, read by
   ``datetime.fromisoformat``, at the start of a UTC hour, in [2000-01-01, 2100-01-01); each
   distinct text is parsed once;
-* the response is serialised by orjson from lists (field order and values of ``PredictResponse``).
+* the route (``velocast_serving.api.predict.fast_answer``) serialises the response with orjson
+  (the field order and values of ``PredictResponse``).
 
 Bodies up to ``ORJSON_MAX_BYTES`` are parsed by orjson (a 1 MiB body costs a dozen MB at most);
 a body orjson refuses goes to the standard library's parser, whose message the 422 quotes.
@@ -26,16 +27,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
 import orjson
-from fastapi import Response
 
-from velocast_serving.api.deps import champion_info
 from velocast_serving.body import check_value_budget, checked_top_level, parse_json
-from velocast_serving.context import ServingContext
-from velocast_serving.prediction import END_DATE, FIRST_DATE, metric_report, serving_model
+from velocast_serving.prediction import END_DATE, FIRST_DATE
 from velocast_serving.schemas import PredictRequest
 
 ORJSON_MAX_BYTES: Final = 1 << 20
@@ -43,9 +43,10 @@ MAX_COUNTER_ID_CHARS: Final = 200
 CANONICAL_KEYS: Final = frozenset({"counter_id", "counted_at"})
 _INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_FIRST_NS: Final = FIRST_DATE.value
-_END_NS: Final = END_DATE.value
-_HOUR_NS: Final = 3_600 * 1_000_000_000
+_FIRST_SECONDS: Final = FIRST_DATE.value // 1_000_000_000
+_END_SECONDS: Final = END_DATE.value // 1_000_000_000
+_COUNTER_ID: Final = itemgetter("counter_id")
+_COUNTED_AT: Final = itemgetter("counted_at")
 
 
 @dataclass(frozen=True)
@@ -73,65 +74,65 @@ def read_document(raw: bytes, max_records: int) -> tuple[PredictRequest, list[An
 
 def canonical_records(records: list[Any]) -> CanonicalRecords | None:
     """The records as columns, or None when any of them is not for the fast lane."""
-    if not all(type(record) is dict and record.keys() == CANONICAL_KEYS for record in records):
+    # Exactly the two keys: two entries, and both found.
+    if not all(type(record) is dict and len(record) == 2 for record in records):
         return None
-    counter_ids = [record["counter_id"] for record in records]
-    texts = [record["counted_at"] for record in records]
-    if not all(
-        type(value) is str and 0 < len(value) <= MAX_COUNTER_ID_CHARS and value == value.strip()
-        for value in counter_ids
-    ):
+    try:
+        counter_ids = list(map(_COUNTER_ID, records))
+        texts = list(map(_COUNTED_AT, records))
+    except KeyError:
         return None
-    instants: dict[str, tuple[int, str]] = {}
-    for text in dict.fromkeys(texts):
-        instant = _instant(text)
-        if instant is None:
-            return None
-        instants[text] = instant
-    pairs = [instants[text] for text in texts]
+    if not _plain_ids(counter_ids):
+        return None
+    distinct = list(dict.fromkeys(texts))  # texts are hashable or a TypeError: checked below
+    seconds = [_utc_seconds(text) for text in distinct]
+    if None in seconds:
+        return None
+    position = {text: i for i, text in enumerate(distinct)}
+    rows = np.fromiter((position[text] for text in texts), np.intp, len(texts))
+    distinct_seconds = np.array(seconds, dtype="datetime64[s]")
+    # The response's text of each instant, as pydantic writes a UTC datetime.
+    distinct_texts = np.char.add(np.datetime_as_string(distinct_seconds, unit="s"), "Z")
     return CanonicalRecords(
         counter_ids=counter_ids,
-        utc_ns=np.fromiter((pair[0] for pair in pairs), np.int64, len(pairs)),
-        counted_at_texts=[pair[1] for pair in pairs],
+        utc_ns=distinct_seconds.astype("datetime64[ns]").view(np.int64)[rows],
+        counted_at_texts=distinct_texts[rows].tolist(),
     )
 
 
-def _instant(text: Any) -> tuple[int, str] | None:
-    """UTC epoch nanoseconds and the response's text of a fast-lane ``counted_at``; None otherwise."""
+def _plain_ids(counter_ids: list[Any]) -> bool:
+    """Strings of 1-200 characters without surrounding whitespace (nothing to strip or refuse)."""
+    try:
+        distinct = list(dict.fromkeys(counter_ids))
+    except TypeError:  # an unhashable value (a list, an object): not an id
+        return False
+    return all(
+        type(value) is str
+        and 0 < len(value) <= MAX_COUNTER_ID_CHARS
+        and not value[0].isspace()
+        and not value[-1].isspace()
+        for value in distinct
+    )
+
+
+@lru_cache(maxsize=65_536)
+def _utc_seconds(text: Any) -> int | None:
+    """UTC epoch seconds of a fast-lane ``counted_at`` (the start of an hour, in range); None otherwise.
+
+    Memoised: clients ask for the same hours again and again (the next day's, for every counter).
+    """
     if type(text) is not str or not _INSTANT.fullmatch(text):
         return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    nanoseconds = ((moment - _EPOCH) // timedelta(microseconds=1)) * 1_000
-    if nanoseconds % _HOUR_NS or not _FIRST_NS <= nanoseconds < _END_NS:
+    if moment.microsecond:
         return None
-    return nanoseconds, moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seconds = (moment - _EPOCH) // timedelta(seconds=1)
+    if seconds % 3_600 or not _FIRST_SECONDS <= seconds < _END_SECONDS:
+        return None
+    return seconds
 
 
-def fast_answer(shell: PredictRequest, columns: CanonicalRecords, context: ServingContext) -> Response:
-    """The ``PredictResponse`` of a fast-lane request, serialised."""
-    snapshot = context.store.snapshot  # one snapshot for the whole request, whatever reloads meanwhile
-    loaded = serving_model(snapshot, shell.model_type)
-    report = loaded.model.predict_columns(columns.counter_ids, columns.utc_ns)
-    context.metrics.predictions.labels(loaded.entry.model_type).inc(len(columns.counter_ids))
-    predictions = [
-        {"counter_id": counter, "counted_at": at, "predicted_count": value}
-        for counter, at, value in zip(
-            columns.counter_ids, columns.counted_at_texts, report.values.tolist(), strict=True
-        )
-    ]
-    body = {
-        "predictions": predictions,
-        "champion": champion_info(loaded, snapshot.env).model_dump(mode="json"),
-        "unseen_counters": list(report.unseen_counters),
-        "unseen_counter_rows": report.unseen_counter_rows,
-        "school_holiday_unknown_rows": report.school_holiday_unknown_rows,
-        "unresolved_counter_names": [],
-        "metric": metric_report(loaded.entry, shell.metric).model_dump(mode="json"),
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-__all__ = ["ORJSON_MAX_BYTES", "CanonicalRecords", "canonical_records", "fast_answer", "read_document"]
+__all__ = ["ORJSON_MAX_BYTES", "CanonicalRecords", "canonical_records", "read_document"]

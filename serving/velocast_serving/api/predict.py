@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,8 +24,8 @@ from velocast_serving.api.deps import (
 )
 from velocast_serving.body import validated_request
 from velocast_serving.context import ServingContext
-from velocast_serving.fast_lane import canonical_records, fast_answer, read_document
-from velocast_serving.prediction import predict_request
+from velocast_serving.fast_lane import CanonicalRecords, canonical_records, read_document
+from velocast_serving.prediction import metric_report, predict_request, serving_model
 from velocast_serving.schemas import PredictionOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
@@ -42,6 +43,30 @@ def answer(raw: bytes, context: ServingContext) -> Response:
     if columns is not None:
         return fast_answer(shell, columns, context)
     return json_response(predict_records(validated_request(shell, records), context))
+
+
+def fast_answer(shell: PredictRequest, columns: CanonicalRecords, context: ServingContext) -> Response:
+    """The ``PredictResponse`` of a fast-lane request, serialised."""
+    snapshot = context.store.snapshot  # one snapshot for the whole request, whatever reloads meanwhile
+    loaded = serving_model(snapshot, shell.model_type)
+    report = loaded.model.predict_columns(columns.counter_ids, columns.utc_ns)
+    context.metrics.predictions.labels(loaded.entry.model_type).inc(len(columns.counter_ids))
+    predictions = [
+        {"counter_id": counter, "counted_at": at, "predicted_count": value}
+        for counter, at, value in zip(
+            columns.counter_ids, columns.counted_at_texts, report.values.tolist(), strict=True
+        )
+    ]
+    body = {
+        "predictions": predictions,
+        "champion": champion_info(loaded, snapshot.env).model_dump(mode="json"),
+        "unseen_counters": list(report.unseen_counters),
+        "unseen_counter_rows": report.unseen_counter_rows,
+        "school_holiday_unknown_rows": report.school_holiday_unknown_rows,
+        "unresolved_counter_names": [],
+        "metric": metric_report(loaded.entry, shell.metric).model_dump(mode="json"),
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def answer_inline(raw: bytes, context: ServingContext) -> Response | None:
