@@ -1,6 +1,7 @@
 """The fast lane of ``/predict``: warehouse-shaped records as columns, no per-record objects.
 
-Most clients post ``{"counter_id": …, "counted_at": "2024-01-01T10:00:00Z"}`` records. For those,
+Most clients post ``{"counter_id": …, "counted_at": "2024-01-01T10:00:00Z"}`` records (DAG 2 adds
+``counter_name``, which a prediction does not use). For those,
 validating each record into a pydantic model and normalising a frame with pandas cost ~10 ms for
 one record, ~100× the model. This lane takes a request only when *every* record is that shape and
 nothing in it needs the general path's judgement; anything else (another shape, an extra key,
@@ -11,7 +12,7 @@ general path would answer with a 200, and answers them the same (held equal in
 ``tests/serving/test_fast_lane.py``):
 
 * counter ids: strings of 1-200 characters without surrounding whitespace (pydantic's strip and
-  ``normalize``'s would leave them as they are);
+  ``normalize``'s would leave them as they are); counter names: null or text of ≤ 500 characters;
 * ``counted_at``: ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with ``Z`` or ``±HH:MM``, read by
   ``datetime.fromisoformat``, at the start of a UTC hour, in [2000-01-01, 2100-01-01); each
   distinct text is parsed once;
@@ -40,7 +41,7 @@ from velocast_serving.schemas import PredictRequest
 
 ORJSON_MAX_BYTES: Final = 1 << 20
 MAX_COUNTER_ID_CHARS: Final = 200
-CANONICAL_KEYS: Final = frozenset({"counter_id", "counted_at"})
+MAX_COUNTER_NAME_CHARS: Final = 500
 _INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST_SECONDS: Final = FIRST_DATE.value // 1_000_000_000
@@ -74,17 +75,18 @@ def read_document(raw: bytes, max_records: int) -> tuple[PredictRequest, list[An
 
 def canonical_records(records: list[Any]) -> CanonicalRecords | None:
     """The records as columns, or None when any of them is not for the fast lane."""
-    # Exactly the two keys: two entries, and both found.
-    if not all(type(record) is dict and len(record) == 2 for record in records):
+    # Exactly the keys: two entries (three with ``counter_name``), and all of them found.
+    if not all(type(record) is dict and 2 <= len(record) <= 3 for record in records):
         return None
     try:
         counter_ids = list(map(_COUNTER_ID, records))
         texts = list(map(_COUNTED_AT, records))
-    except KeyError:
+        names = [record["counter_name"] for record in records if len(record) == 3]
+        distinct = list(dict.fromkeys(texts))
+    except (KeyError, TypeError):  # a key missing; an unhashable (so not text) date
         return None
-    if not _plain_ids(counter_ids):
+    if not _plain_ids(counter_ids) or not _plain_names(names):
         return None
-    distinct = list(dict.fromkeys(texts))  # texts are hashable or a TypeError: checked below
     seconds = [_utc_seconds(text) for text in distinct]
     if None in seconds:
         return None
@@ -112,6 +114,17 @@ def _plain_ids(counter_ids: list[Any]) -> bool:
         and not value[0].isspace()
         and not value[-1].isspace()
         for value in distinct
+    )
+
+
+def _plain_names(names: list[Any]) -> bool:
+    """Counter names the record shape accepts (null, or text of ≤ 500 characters): not used to predict."""
+    try:
+        distinct = list(dict.fromkeys(names))
+    except TypeError:
+        return False
+    return all(
+        name is None or (type(name) is str and len(name) <= MAX_COUNTER_NAME_CHARS) for name in distinct
     )
 
 

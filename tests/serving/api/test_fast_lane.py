@@ -97,6 +97,27 @@ def test_what_the_lane_declines_keeps_the_general_paths_answer(
         assert message in response.text
 
 
+def test_dag_2_records_with_counter_names_take_the_lane(served, kit) -> None:
+    counters = served.artifacts.counters[:3]
+    records = [
+        {"counter_id": c, "counted_at": at, "counter_name": f"{c} Nord" if i % 2 else None}
+        for i, (c, at) in enumerate((c, at) for at in INSTANTS for c in counters)
+    ]
+    assert canonical_records(records) is not None
+    general_records = [{**record, "note": "forces the general path"} for record in records]
+    fast, general = _post(served.client, kit, records), _post(served.client, kit, general_records)
+    assert fast.status_code == general.status_code == 200, (fast.text, general.text)
+    assert fast.json() == general.json()
+    too_long = [{**records[0], "counter_name": "x" * 501}]
+    assert canonical_records(too_long) is None
+    assert _post(served.client, kit, too_long).status_code == 422
+    for odd in (
+        {"counter_id": counters[0], "counted_at": ["2024-02-26T08:00:00Z"]},
+        {**records[1], "site_id": "1"},
+    ):
+        assert canonical_records([odd]) is None
+
+
 def test_spaces_and_non_string_ids_take_the_general_path(served, kit) -> None:
     counter = served.artifacts.counters[0]
     spaced = [{"counter_id": f" {counter} ", "counted_at": "2024-02-26T08:00:00Z"}]
