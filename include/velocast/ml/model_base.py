@@ -14,6 +14,7 @@ Files written by ``save`` are joblib pickles: load only files from the project's
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from velocast.ml.features import (
     FeatureArrays,
     FeatureSet,
     build_features,
+    calendar_arrays,
     column_features,
     feature_arrays,
 )
@@ -218,10 +220,11 @@ class VelocastModel(ABC):
         return np.clip(np.asarray(self._predict(features), dtype=np.float64), 0.0, None)
 
     def prepare(self) -> VelocastModel:
-        """Build what predictions need once per process (e.g. compiled trees); returns self.
+        """Build what predictions need once per process (compiled trees, this year's calendar).
 
-        Called after a load, so that the first request does not pay for it; optional.
+        ``load_model`` calls it, so that a served model's first request does not pay for it.
         """
+        calendar_arrays(np.array([time.time_ns()], dtype=np.int64))  # memoises this year's tables
         return self
 
     def save(self, path: Path) -> Path:
@@ -281,7 +284,7 @@ def load_model(path: Path) -> VelocastModel:
     model = payload.get("model")
     if not isinstance(model, VelocastModel) or not model.is_fitted:
         raise ModelError(f"{path} does not hold a fitted velocast model")
-    return model
+    return model.prepare()
 
 
 def model_size_mb(path: Path) -> float:

@@ -282,7 +282,7 @@ class HistGradientBoostingModel(VelocastModel):
     def prepare(self) -> VelocastModel:
         if self.is_fitted:
             self._compiled()
-        return self
+        return super().prepare()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
