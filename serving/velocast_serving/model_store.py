@@ -18,7 +18,9 @@ retried with a backoff (interval → 5 min), and at once when the registry chang
 
 Model URIs: ``gs://bucket/path.joblib`` (downloaded with the registry's storage client),
 ``file:///path`` or a plain path (files written by ``VelocastModel.save``), and ``models:/name@alias``
-(MLflow, through ``velocast.ml.pyfunc.load_velocast_model``, imported only when such a URI shows up).
+or ``models:/name/version`` (MLflow's registry, through ``velocast.ml.model_uri_loader``, imported
+only when such a URI shows up: it reads the tracking server's REST API without importing MLflow,
+which alone cost a worker about a second per start-up).
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def load_model_uri(uri: str, client: gcs.Client) -> VelocastModel:
         if parts.scheme == "file":
             return load_model(Path(unquote(parts.path)))
         if parts.scheme == "models":
-            return _load_mlflow(uri)
+            return _load_mlflow(uri, client)
         if parts.scheme == "" or (len(parts.scheme) == 1 and uri[1:3] in {":\\", ":/"}):
             return load_model(Path(uri))
     except ModelLoadError:
@@ -148,17 +150,18 @@ def _load_gcs(bucket: str, name: str, client: gcs.Client) -> VelocastModel:
         return load_model(path)
 
 
-def _load_mlflow(uri: str) -> VelocastModel:
-    # Imported here: MLflow is heavy and only needed for models:/ URIs.
+def _load_mlflow(uri: str, client: gcs.Client) -> VelocastModel:
+    # Imported here: only models:/ URIs need it. It never imports MLflow itself (only for what it
+    # does not read: a non-http tracking URI, an s3:// store...). ``client`` reads gs:// stores.
     try:
-        pyfunc = importlib.import_module("velocast.ml.pyfunc")
-        loader = pyfunc.load_velocast_model
+        registered = importlib.import_module("velocast.ml.model_uri_loader")
+        loader = registered.load_registered_model
     except (ImportError, AttributeError) as error:
         raise ModelLoadError(
-            f"cannot load {uri}: models:/ URIs need velocast.ml.pyfunc.load_velocast_model, "
+            f"cannot load {uri}: models:/ URIs need velocast.ml.model_uri_loader.load_registered_model, "
             f"which is not available ({type(error).__name__}: {error})"
         ) from error
-    model = loader(uri)
+    model = loader(uri, storage=client)
     if not isinstance(model, VelocastModel):
         raise ModelLoadError(f"cannot load {uri}: it holds a {type(model).__name__}, not a velocast model")
     return model

@@ -28,9 +28,11 @@ def test_model_uri_schemes(artifacts, settings, monkeypatch):
     with pytest.raises(ModelLoadError, match=r"UnpicklingError|EOFError|not a velocast model"):
         load_model_uri(artifacts.uri_corrupt, client)
 
-    # models:/ goes through velocast.ml.pyfunc, imported only then.
-    monkeypatch.setitem(sys.modules, "velocast.ml.pyfunc", None)
-    with pytest.raises(ModelLoadError, match=r"models:/ URIs need velocast.ml.pyfunc.load_velocast_model"):
+    # models:/ goes through velocast.ml.model_uri_loader, imported only then.
+    monkeypatch.setitem(sys.modules, "velocast.ml.model_uri_loader", None)
+    with pytest.raises(
+        ModelLoadError, match=r"models:/ URIs need velocast.ml.model_uri_loader.load_registered_model"
+    ):
         load_model_uri("models:/velocast-bike-traffic@champion", client)
 
 

@@ -9,29 +9,37 @@ the wrapper and the model classes live in it, and the logged pyfunc names the wr
 path (``velocast.ml.pyfunc.VelocastPyfunc``): moving it makes the models logged before unloadable.
 
 Models are loaded by ``models:/<name>@<alias>`` or ``models:/<name>/<version>``, never
-``runs:/`` (that path retries against the GCS artifacts for minutes).
+``runs:/`` (that path retries against the GCS artifacts for minutes). ``load_velocast_model``
+fetches only the model file (see its docstring); ``mlflow.pyfunc.load_model`` still loads the pyfunc.
+The serving sidecar loads through ``velocast.ml.model_uri_loader`` (the same files, without
+importing MLflow), which comes here only for what it does not read itself (non-http tracking URIs,
+other artifact stores). The URI grammar and ``MODEL_FILE_KEY`` live there, re-exported here.
 
-Shared with the serving sidecar (which imports it only for ``models:/`` URIs): MLflow and pandas;
-never Airflow.
+MLflow and pandas; never Airflow.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
-from dataclasses import dataclass
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-import mlflow
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.pyfunc import FLAVOR_NAME as PYFUNC_FLAVOR
 from mlflow.pyfunc.model import PythonModel
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.tracking import MlflowClient
 
 from velocast.ml.model_base import ModelError, VelocastModel, load_model
+from velocast.ml.model_uri_loader import MODEL_FILE_KEY, ModelUri, parse_model_uri
 from velocast.settings import VelocastSettings, get_settings
 
-MODEL_FILE_KEY: Final = "velocast_model"  # key of the joblib file in the pyfunc's artifacts
 # What the pyfunc imports at load time, pinned at the installed versions. Explicit requirements
 # skip MLflow's inference, which imports the model in a subprocess (~20 s instead of ~3 s).
 PIP_PACKAGES: Final[tuple[str, ...]] = (
@@ -45,32 +53,9 @@ PIP_PACKAGES: Final[tuple[str, ...]] = (
 )
 INPUT_EXAMPLE_ROWS: Final = 5
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))/?$")
 
 
-# --- model URIs --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelUri:
-    """A parsed ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
-
-    name: str
-    version: int | None
-    alias: str | None
-
-
-def parse_model_uri(uri: str) -> ModelUri:
-    match = _MODELS_URI.match(uri.strip())
-    if match is None:
-        hint = " (runs:/ URIs are not loaded: use the registered model)" if uri.startswith("runs:/") else ""
-        raise ValueError(f"expected models:/<name>/<version> or models:/<name>@<alias>, got {uri!r}{hint}")
-    version = match.group("version")
-    return ModelUri(
-        name=match.group("name"),
-        version=None if version is None else int(version),
-        alias=match.group("alias"),
-    )
+# --- requirements ------------------------------------------------------------------------------
 
 
 def pip_requirements() -> list[str]:
@@ -135,21 +120,50 @@ def input_example(frame: pd.DataFrame, rows: int = INPUT_EXAMPLE_ROWS) -> pd.Dat
 
 
 def load_velocast_model(model_uri: str, *, settings: VelocastSettings | None = None) -> VelocastModel:
-    """Download a registered velocast pyfunc and return the ``VelocastModel`` inside it.
+    """The ``VelocastModel`` inside a registered velocast pyfunc, downloading only its model file.
 
     ``model_uri`` is ``models:/<name>@<alias>`` or ``models:/<name>/<version>``; the tracking
-    server is the one of ``settings`` (the process settings by default).
+    server is the one of ``settings`` (the process settings by default), passed to MLflow's client
+    without touching the process-wide URIs. The version is resolved once, then only ``MLmodel``
+    (which names the file) and the joblib file are fetched: ``mlflow.pyfunc.load_model`` gives the
+    same model but downloads the whole folder and checks the requirements against every installed
+    distribution (seconds per sidecar worker). An unknown name, alias or version raises MLflow's
+    ``MlflowException``; a model that is not a velocast pyfunc, or lacks its file, ``ModelError``.
     """
-    parse_model_uri(model_uri)  # refuses runs:/ and other forms before any network call
+    uri = parse_model_uri(model_uri)  # refuses runs:/ and other forms before any network call
     tracking_uri = (settings or get_settings()).mlflow_tracking_uri
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    wrapper = pyfunc.unwrap_python_model()
-    if not isinstance(wrapper, VelocastPyfunc) or wrapper.model is None:
-        raise ModelError(f"{model_uri} is not a velocast pyfunc (got {type(wrapper).__name__})")
-    return wrapper.model
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if uri.alias is not None:
+        version = client.get_model_version_by_alias(uri.name, uri.alias)
+    else:
+        version = client.get_model_version(uri.name, str(uri.version))
+    root = client.get_model_version_download_uri(version.name, version.version)
+    repository = get_artifact_repository(root, tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    where = f"{model_uri} (version {version.version}, {root})"
+    with tempfile.TemporaryDirectory(prefix="velocast-pyfunc-") as folder:
+        mlmodel = _download(repository, MLMODEL_FILE_NAME, folder, f"{where} is not an MLflow model: no")
+        relative = _model_file(Model.load(mlmodel), where)
+        path = _download(repository, relative, folder, f"{where} lacks its {MODEL_FILE_KEY!r} artifact:")
+        return load_model(Path(path))
+
+
+def _model_file(model: Model, where: str) -> str:
+    """The path, in the model's folder, of the file ``VelocastModel.save`` wrote."""
+    flavor = model.flavors.get(PYFUNC_FLAVOR) or {}
+    entry = (flavor.get("artifacts") or {}).get(MODEL_FILE_KEY) or {}
+    relative = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(relative, str) or not relative:
+        raise ModelError(f"{where} is not a velocast pyfunc (no {MODEL_FILE_KEY!r} artifact in its MLmodel)")
+    return relative
+
+
+def _download(repository: ArtifactRepository, relative: str, folder: str, missing: str) -> str:
+    # Listed first: MLflow retries a missing file for minutes (the proxied store answers 500).
+    parent, name = posixpath.split(relative)
+    listed = repository.list_artifacts(parent or None)
+    if not any(posixpath.basename(info.path) == name and not info.is_dir for info in listed):
+        raise ModelError(f"{missing} {relative}")
+    return str(repository.download_artifacts(relative, dst_path=folder))  # type: ignore[no-untyped-call]
 
 
 __all__ = [
