@@ -35,12 +35,8 @@ from velocast_serving.model_store import ModelLoadError, load_model_uri
 
 from tests.integration.ml.registered_pyfuncs import (
     PlainPyfunc,
-    delete_registered_models,
-    log_champion,
     mlflow_model,
     register_pyfunc,
-    training_frame,
-    with_own_model_name,
 )
 from velocast.errors import NotFoundError, UnavailableError
 from velocast.gcp.clients import storage_client
@@ -57,7 +53,6 @@ from velocast.ml.model_uri_loader import (
     TrackingServerUnavailableError,
     load_registered_model,
 )
-from velocast.ml.models import build_model
 from velocast.ml.pyfunc import VelocastPyfunc, input_example
 from velocast.ml.tracking import LoggedModel
 from velocast.settings import VelocastSettings
@@ -66,38 +61,11 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    return training_frame()
-
-
-@pytest.fixture(scope="module")
-def model(frame: pd.DataFrame) -> VelocastModel:
-    return build_model("hgb", {"max_iter": 30}).fit(frame)
-
-
-@pytest.fixture(scope="module")
 def rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["hourly_count"]).sample(300, random_state=1)
 
 
 # --- on the local MLflow server ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_settings(settings: VelocastSettings, mlflow_server: Any) -> Iterator[VelocastSettings]:
-    own = with_own_model_name(settings)
-    yield own
-    delete_registered_models(own)
-
-
-@pytest.fixture(scope="module")
-def logged(own_settings: VelocastSettings, model: VelocastModel, frame: pd.DataFrame) -> LoggedModel:
-    return log_champion(own_settings, model, frame)
-
-
-@pytest.fixture(scope="module")
-def champion(logged: LoggedModel) -> str:
-    return f"models:/{logged.registered_name}@champion-dev"
 
 
 @pytest.mark.stack

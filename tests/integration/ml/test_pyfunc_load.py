@@ -8,9 +8,7 @@ loader, which does the same without importing MLflow, is tested in ``test_model_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import joblib
 import mlflow
@@ -24,47 +22,15 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.ml.registered_pyfuncs import (
     PlainPyfunc,
-    delete_registered_models,
-    log_champion,
     mlflow_model,
     register_pyfunc,
-    training_frame,
-    with_own_model_name,
 )
 from velocast.ml.model_base import ModelError, VelocastModel
-from velocast.ml.models import build_model
 from velocast.ml.pyfunc import MODEL_FILE_KEY, VelocastPyfunc, input_example, load_velocast_model
 from velocast.ml.tracking import LoggedModel
 from velocast.settings import VelocastSettings
 
 pytestmark = [pytest.mark.stack]
-
-
-@pytest.fixture(scope="module")
-def own_settings(settings: VelocastSettings, mlflow_server: Any) -> Iterator[VelocastSettings]:
-    own = with_own_model_name(settings)
-    yield own
-    delete_registered_models(own)
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    return training_frame()
-
-
-@pytest.fixture(scope="module")
-def model(frame: pd.DataFrame) -> VelocastModel:
-    return build_model("hgb", {"max_iter": 30}).fit(frame)
-
-
-@pytest.fixture(scope="module")
-def logged(own_settings: VelocastSettings, model: VelocastModel, frame: pd.DataFrame) -> LoggedModel:
-    return log_champion(own_settings, model, frame)
-
-
-@pytest.fixture(scope="module")
-def champion(logged: LoggedModel) -> str:
-    return f"models:/{logged.registered_name}@champion-dev"
 
 
 def test_the_fast_path_gives_the_model_mlflow_gives(
