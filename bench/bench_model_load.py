@@ -38,15 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from served_champion import REGINE_NJ
 
-PARQUET = (
-    Path(__file__).resolve().parents[1]
-    / "tests"
-    / "data"
-    / "paris_bike_counts"
-    / "regine_nj_projetvelo"
-    / "dataset_projet_velo.parquet"
-)
 PATHS = ("mlflow", "pyfunc", "sidecar")
 PROBE_ROWS = 500
 
@@ -114,7 +107,8 @@ def _training_frame(months: int) -> pd.DataFrame:
     from velocast.data.normalize import normalize
 
     raw = pd.read_parquet(
-        PARQUET, filters=[("annee_comptage", "=", 2023), ("mois_comptage", "in", list(range(1, months + 1)))]
+        REGINE_NJ,
+        filters=[("annee_comptage", "=", 2023), ("mois_comptage", "in", list(range(1, months + 1)))],
     )
     frame = normalize(raw).frame
     return frame[frame["hourly_count"].notna()].reset_index(drop=True)
