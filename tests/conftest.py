@@ -44,18 +44,24 @@ os.environ.update(
         "VELOCAST_AIRFLOW_DAGS_FOLDER": str(REPO_ROOT / "airflow" / "dags"),
         "VELOCAST_AIRFLOW_PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "VELOCAST_AIRFLOW_DB_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/velocast_airflow_test{_SUFFIX}",
+        # The real Airflow processes of tests/e2e (api-server, scheduler health check).
+        "VELOCAST_AIRFLOW_API_PORT": _port(18081),
+        "VELOCAST_AIRFLOW_SCHEDULER_HEALTH_PORT": _port(18974),
         # Failures must surface at once in tests, not after Airflow's retry delays.
         "VELOCAST_INGEST_TASK_RETRIES": "0",
         "VELOCAST_PREDICT_TASK_RETRIES": "0",
         "VELOCAST_MONITOR_TASK_RETRIES": "0",
         "VELOCAST_HTTP_BACKOFF_SECONDS": "0.05",
         "VELOCAST_HTTP_MAX_BACKOFF_SECONDS": "2",
+        # MLflow's job execution (GenAI jobs, unused here) starts a job runner and seven huey
+        # consumers: a minute of CPU at start, then polling all session long. Off for the test server.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
 )
 for _name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
     os.environ.pop(_name, None)
 
-from velocast.local.airflow_env import airflow_environment  # noqa: E402
+from velocast.local.airflow_env import airflow_environment, migrate_airflow_db  # noqa: E402
 from velocast.local.mlflow_server import MlflowServer  # noqa: E402
 from velocast.local.serving import ServingSidecar  # noqa: E402
 from velocast.local.stack import LocalStack, running, running_stack  # noqa: E402
@@ -76,6 +82,13 @@ def settings() -> VelocastSettings:
 def local_stack(settings: VelocastSettings) -> Iterator[LocalStack]:
     with running_stack(settings) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def airflow_db(settings: VelocastSettings) -> None:
+    """The tests' Airflow metadata database, created and migrated once per session (``airflow db
+    migrate`` takes seconds even when there is nothing to do; parsing a DAG already reads it)."""
+    migrate_airflow_db(settings)
 
 
 @pytest.fixture(scope="session")

@@ -22,18 +22,11 @@ from velocast.data.sql import date_literal, timestamp_literal
 from velocast.errors import RequestError, UnavailableError
 from velocast.gcp.warehouse import Warehouse
 from velocast.ingest.window import plan_window
-from velocast.local.airflow_env import migrate_airflow_db
 from velocast.settings import VelocastSettings, get_settings
 
 pytestmark = [pytest.mark.airflow]
 
 DAG_ID = "ingest_bike_counts"
-
-
-@pytest.fixture(scope="module")
-def airflow_db(settings: VelocastSettings) -> None:
-    """Airflow's metadata database, created and migrated (parsing a DAG already reads it)."""
-    migrate_airflow_db(settings)
 
 
 def parse_dag(settings: VelocastSettings) -> Any:

@@ -13,6 +13,7 @@ import json
 import math
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -25,9 +26,9 @@ from velocast.contract import PARIS
 from velocast.data.sql import table_ref, time_range
 from velocast.gcp.clients import storage_client
 from velocast.gcp.warehouse import Warehouse
-from velocast.local.airflow_env import airflow_environment, local_sidecar_admin_key, migrate_airflow_db
+from velocast.local.airflow_env import airflow_environment, local_sidecar_admin_key
 from velocast.local.serving import ServingSidecar
-from velocast.local.stack import LocalStack, running
+from velocast.local.stack import LocalStack
 from velocast.ml.registry import Registry
 from velocast.settings import VelocastSettings, get_settings
 
@@ -80,8 +81,7 @@ def world(
         get_settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def run_day(world: VelocastSettings) -> date:
+def seed_world(world: VelocastSettings) -> date:
     """The raw table filled with the replay's last weeks, the baseline with the weeks before; the
     day after the last complete raw day (the run's D)."""
     from velocast.local.champion import shipped_counts
@@ -99,21 +99,46 @@ def run_day(world: VelocastSettings) -> date:
     return seeded.complete_days[1] + timedelta(days=1)
 
 
-@pytest.fixture(scope="module")
-def sidecar(world: VelocastSettings) -> Iterator[ServingSidecar]:
-    with running(ServingSidecar(world, name="serving-monitor")) as group:
-        assert isinstance(group, ServingSidecar)
-        yield group
-
-
-@pytest.fixture(scope="module")
-def dag(world: VelocastSettings, run_day: date, sidecar: ServingSidecar) -> Any:
+def parse_dag(world: VelocastSettings) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    migrate_airflow_db(world)
     bag = DagBag(dag_folder=str(world.airflow_dags_folder))
     assert bag.import_errors == {}
     return bag.get_dag(DAG_ID)
+
+
+@pytest.fixture(scope="module")
+def ready(world: VelocastSettings, airflow_db: None) -> Iterator[tuple[date, ServingSidecar, Any]]:
+    """The module's sidecar, started while the data is seeded and the DAG parsed: its workers spend
+    seconds importing in their own processes, and none of the three needs the others."""
+    group = ServingSidecar(world, name="serving-monitor")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        starting = pool.submit(group.up)
+        try:
+            day, dag = seed_world(world), parse_dag(world)
+        except BaseException:
+            group.down(starting.result())
+            raise
+        started = starting.result()
+    try:
+        yield day, group, dag
+    finally:
+        group.down(started)
+
+
+@pytest.fixture(scope="module")
+def run_day(ready: tuple[date, ServingSidecar, Any]) -> date:
+    return ready[0]
+
+
+@pytest.fixture(scope="module")
+def sidecar(ready: tuple[date, ServingSidecar, Any]) -> ServingSidecar:
+    return ready[1]
+
+
+@pytest.fixture(scope="module")
+def dag(ready: tuple[date, ServingSidecar, Any]) -> Any:
+    return ready[2]
 
 
 @pytest.fixture()

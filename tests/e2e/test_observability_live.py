@@ -45,7 +45,7 @@ from tests.infra.test_observability_config import (
     wait_for,
 )
 from velocast.contract import PARIS
-from velocast.local.airflow_env import local_sidecar_admin_key, migrate_airflow_db
+from velocast.local.airflow_env import local_sidecar_admin_key
 from velocast.local.discord import LOCAL_WEBHOOK_ENDPOINT
 from velocast.settings import VelocastSettings, get_settings
 
@@ -70,7 +70,6 @@ QUIET_REAL_DAY = datetime(2024, 2, 19).date()  # see tests/dags/test_monitor_and
 def _dags(settings: VelocastSettings) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    migrate_airflow_db(settings)
     bag = DagBag(dag_folder=str(settings.airflow_dags_folder))
     assert bag.import_errors == {}
     return bag
@@ -81,7 +80,9 @@ def _paris(day: Any, hour: int) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def runs(local_stack: Any, serving_sidecar: Any, settings: VelocastSettings) -> dict[str, Any]:
+def runs(
+    local_stack: Any, serving_sidecar: Any, settings: VelocastSettings, airflow_db: None
+) -> dict[str, Any]:
     """The DAG runs and the sidecar traffic the metrics describe."""
     from velocast.gcp.warehouse import Warehouse
     from velocast.local.champion import served_shift_weeks
