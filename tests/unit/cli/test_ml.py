@@ -65,7 +65,7 @@ def test_evaluate_refuses_a_model_uri_it_cannot_load(capsys: pytest.CaptureFixtu
     # Refused by parse_model_uri before any network call: no MLflow needed.
     assert main(["evaluate", "--model-uri", "runs:/abc/model"]) == 2
     error = json.loads(capsys.readouterr().out)
-    assert error["type"] == "RequestError"
+    assert error["type"] == "ModelUriError"  # a RequestError: exit status 2
     assert "runs:/" in error["error"]
 
 
