@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.unit.ml.real_slice import COUNTERS as SLICE_COUNTERS
 from tests.unit.ml.real_slice import PARQUET, UNSEEN
 from velocast.data.normalize import normalize
 from velocast.ml.features import feature_arrays
@@ -25,16 +26,7 @@ from velocast.ml.model_base import VelocastModel, load_model
 from velocast.ml.models import HistGradientBoostingModel, build_model
 from velocast.ml.tree_kernel import PYTHON_SUM_ROWS, CompiledBoosting
 
-COUNTERS = [
-    "100003096-353242251",
-    "100003098-101003098",
-    "100006300-101006300",
-    "100007049-101007049",
-    "100007049-102007049",
-    "100036719-104036719",
-    "100044493-101044493",
-    "100042374-109042374",
-]
+COUNTERS = [*SLICE_COUNTERS, "100036719-104036719", "100044493-101044493", "100042374-109042374"]
 SPLIT = pd.Timestamp("2023-10-01", tz="Europe/Paris")
 CLOCK_CHANGES = ("2023-03-26", "2023-10-29")
 
