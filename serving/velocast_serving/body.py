@@ -6,9 +6,12 @@ them: 350 000 empty objects (a 1 MiB body) cost seconds and ~900 MB before the 4
 1. ``check_value_budget``: before parsing, an upper bound of the JSON values the body holds (every
    value but the first follows a ``,``, a ``[`` or a ``{``: counting those bytes is a C loop) is held
    to ``VALUES_PER_RECORD`` per allowed record. The parsed objects stay a few tens of MB at most.
-2. The standard library parses the bytes: its transient memory stays near the body's size (orjson's
-   document buffer took ~12× a 7 MiB body); NaN and Infinity, which are not JSON, are refused, and
-   so is nesting beyond the interpreter's recursion limit.
+2. ``parse_json``: orjson parses bodies up to ``ORJSON_MAX_BYTES`` (its document buffer takes ~12×
+   the body: a dozen MB at most) unless the body holds a run of 20 digits (orjson reads an integer
+   beyond 64 bits as a float; the standard library keeps it exact); the standard library parses
+   the rest, and what orjson refuses, so that the 422 quotes its reason. Its transient memory stays
+   near the body's size. NaN and Infinity, which are not JSON, are refused, and so is nesting
+   beyond the interpreter's recursion limit.
 3. ``records`` is counted before any record is validated: too many is one ``too_long`` error.
 4. Records are validated in chunks; validation stops once ``MAX_REPORTED_ERRORS`` errors are
    known, so a body of invalid records costs no more than the errors it reports.
@@ -20,8 +23,10 @@ bodies are never read at all (``velocast_serving.main.AuthenticateBodiesMiddlewa
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
+import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
@@ -35,6 +40,8 @@ from velocast_serving.schemas import PredictRequest
 VALUES_PER_RECORD: Final = 24
 VALUE_BUDGET_FLOOR: Final = 1024
 CHUNK_RECORDS: Final = 512
+ORJSON_MAX_BYTES: Final = 1 << 20
+_LONG_INTEGER: Final = re.compile(rb"\d{20}")
 
 _RECORDS: Final = TypeAdapter(list[PredictionRecord])
 
@@ -72,6 +79,11 @@ def _not_json(constant: str) -> Any:
 
 def parse_json(raw: bytes) -> Any:
     """The JSON document of ``raw``; 422 ``json_invalid`` (with the parser's reason) otherwise."""
+    if len(raw) <= ORJSON_MAX_BYTES and not _LONG_INTEGER.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the standard parser says why (or reads what orjson would not, 1e400 say)
     if not raw.strip():
         raise _refuse([{"type": "missing", "loc": ("body",), "msg": "a JSON body is required"}])
     try:
@@ -143,12 +155,15 @@ def _validated_records(records: list[Any]) -> list[Any]:
     raise _refuse(errors)
 
 
+def read_document(raw: bytes, max_records: int) -> tuple[PredictRequest, list[Any]]:
+    """The request's top-level fields and its records (counted, not validated), or the 422."""
+    check_value_budget(raw, max_records)
+    return checked_top_level(parse_json(raw), max_records)
+
+
 def read_predict_request(raw: bytes, max_records: int) -> PredictRequest:
     """``raw`` as a ``PredictRequest``, or a ``RequestValidationError`` (422) saying why not."""
-    check_value_budget(raw, max_records)
-    document = parse_json(raw)
-    shell, records = checked_top_level(document, max_records)
-    return validated_request(shell, records)
+    return validated_request(*read_document(raw, max_records))
 
 
 def validated_request(shell: PredictRequest, records: list[Any]) -> PredictRequest:
@@ -157,11 +172,13 @@ def validated_request(shell: PredictRequest, records: list[Any]) -> PredictReque
 
 
 __all__ = [
+    "ORJSON_MAX_BYTES",
     "VALUES_PER_RECORD",
     "check_value_budget",
     "checked_top_level",
     "json_value_bound",
     "parse_json",
+    "read_document",
     "read_predict_request",
     "validated_request",
     "value_budget",

@@ -19,8 +19,8 @@ general path would answer with a 200, and answers them the same (held equal in
 * the route (``velocast_serving.api.predict.fast_answer``) serialises the response with orjson
   (the field order and values of ``PredictResponse``).
 
-Bodies up to ``ORJSON_MAX_BYTES`` are parsed by orjson (a 1 MiB body costs a dozen MB at most);
-a body orjson refuses goes to the standard library's parser, whose message the 422 quotes.
+The body is read by ``velocast_serving.body.read_document`` (orjson for bodies up to 1 MiB), as
+for the general path.
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
-import orjson
 
-from velocast_serving.body import check_value_budget, checked_top_level, parse_json
 from velocast_serving.prediction import END_DATE, FIRST_DATE
-from velocast_serving.schemas import PredictRequest
 
-ORJSON_MAX_BYTES: Final = 1 << 20
 MAX_COUNTER_ID_CHARS: Final = 200
 MAX_COUNTER_NAME_CHARS: Final = 500
 _INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
@@ -57,20 +53,6 @@ class CanonicalRecords:
     counter_ids: list[str]
     utc_ns: np.ndarray  # int64 nanoseconds since the epoch
     counted_at_texts: list[str]  # each row's instant as the response writes it (UTC, ``Z``)
-
-
-def read_document(raw: bytes, max_records: int) -> tuple[PredictRequest, list[Any]]:
-    """The request's top-level fields and its records (counted, not validated); 422 as the body's rules."""
-    check_value_budget(raw, max_records)
-    document: Any = None
-    if len(raw) <= ORJSON_MAX_BYTES:
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            document = None  # the standard parser says why (or reads what orjson would not)
-    if document is None:
-        document = parse_json(raw)
-    return checked_top_level(document, max_records)
 
 
 def canonical_records(records: list[Any]) -> CanonicalRecords | None:
@@ -148,4 +130,4 @@ def _utc_seconds(text: Any) -> int | None:
     return seconds
 
 
-__all__ = ["ORJSON_MAX_BYTES", "CanonicalRecords", "canonical_records", "read_document"]
+__all__ = ["CanonicalRecords", "canonical_records"]

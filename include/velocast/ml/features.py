@@ -138,7 +138,6 @@ class CalendarArrays:
 
     hour: np.ndarray  # int8, Europe/Paris wall-clock hour of each row
     day_index: np.ndarray  # intp: each row's index into the distinct days
-    local_days: np.ndarray  # int64 days since the epoch, the distinct local days (sorted)
     day_table: Mapping[str, np.ndarray]  # DAY_FEATURES (and SCHOOL_UNKNOWN) of each distinct day
 
     @property
@@ -168,7 +167,6 @@ def calendar_arrays(utc_ns: np.ndarray) -> CalendarArrays:
     return CalendarArrays(
         hour=hour,
         day_index=day_index.reshape(-1),
-        local_days=local_days,
         day_table=day_features(local_days),
     )
 

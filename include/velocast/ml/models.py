@@ -263,7 +263,7 @@ class HistGradientBoostingModel(VelocastModel):
     def _predict_arrays(self, features: FeatureArrays) -> np.ndarray:
         compiled = self._compiled()
         if compiled is None:  # a forest the compiled form cannot hold: the estimator's own path
-            return self._predict(features.feature_set())
+            return super()._predict_arrays(features)
         return self._times_level_factors(compiled.predict(features), features.codes)
 
     def _times_level_factors(self, raw: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -116,7 +116,7 @@ class CompiledBoosting:
                 else:
                     day_splits.append((t, _DAY_COLUMNS[feature], float(node["num_threshold"]), int(mask)))
 
-        day_splits.sort(key=lambda split: split[0])
+        # Appended tree by tree: already grouped by tree, as ``reduceat`` needs.
         split_tree = np.array([split[0] for split in day_splits], dtype=np.intp)
         starts = np.flatnonzero(np.r_[True, split_tree[1:] != split_tree[:-1]]) if day_splits else split_tree
         return cls(

@@ -8,7 +8,7 @@ validation and prediction run in the thread pool. The request schema is still do
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -22,24 +22,30 @@ from velocast_serving.api.deps import (
     champion_info,
     json_response,
 )
-from velocast_serving.body import validated_request
+from velocast_serving.body import read_document, validated_request
 from velocast_serving.context import ServingContext
-from velocast_serving.fast_lane import CanonicalRecords, canonical_records, read_document
+from velocast_serving.fast_lane import CanonicalRecords, canonical_records
 from velocast_serving.prediction import metric_report, predict_request, serving_model
 from velocast_serving.schemas import PredictionOut, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
 
 
-# A body this small is answered on the event loop when it is for the fast lane: the answer takes
-# less time than handing it to a worker thread and back (~0.1 ms each way).
+# A body this small is read on the event loop, and answered there when it is for the fast lane: the
+# answer takes less time than handing it to a worker thread and back (~0.1 ms each way).
 INLINE_BODY_BYTES: Final = 8 * 1024
 
 
 def answer(raw: bytes, context: ServingContext) -> Response:
     """The response to the body ``raw`` (blocking: parsing, validation and the model)."""
     shell, records = read_document(raw, context.settings.serving_max_records)
-    columns = canonical_records(records)
+    return answer_records(shell, records, canonical_records(records), context)
+
+
+def answer_records(
+    shell: PredictRequest, records: list[Any], columns: CanonicalRecords | None, context: ServingContext
+) -> Response:
+    """The response to read records: the fast lane's when ``columns`` holds them, else the general path's."""
     if columns is not None:
         return fast_answer(shell, columns, context)
     return json_response(predict_records(validated_request(shell, records), context))
@@ -67,13 +73,6 @@ def fast_answer(shell: PredictRequest, columns: CanonicalRecords, context: Servi
         "metric": metric_report(loaded.entry, shell.metric).model_dump(mode="json"),
     }
     return Response(orjson.dumps(body), media_type="application/json")
-
-
-def answer_inline(raw: bytes, context: ServingContext) -> Response | None:
-    """The fast lane's response to a small body, or None when it is not the fast lane's."""
-    shell, records = read_document(raw, context.settings.serving_max_records)
-    columns = canonical_records(records)
-    return None if columns is None else fast_answer(shell, columns, context)
 
 
 def predict_records(body: PredictRequest, context: ServingContext) -> PredictResponse:
@@ -118,8 +117,10 @@ async def predict(request: Request, context: Context, _role: PredictRole) -> Res
     test_current value), it does not choose the model: the type's champion answers.
     """
     raw = await request.body()  # bounded by serving_max_body_bytes; the key was checked first
-    if len(raw) <= INLINE_BODY_BYTES:
-        inline = answer_inline(raw, context)
-        if inline is not None:
-            return inline
-    return await run_in_threadpool(answer, raw, context)
+    if len(raw) > INLINE_BODY_BYTES:
+        return await run_in_threadpool(answer, raw, context)
+    shell, records = read_document(raw, context.settings.serving_max_records)  # small: read here
+    columns = canonical_records(records)
+    if columns is not None:
+        return fast_answer(shell, columns, context)
+    return await run_in_threadpool(answer_records, shell, records, None, context)

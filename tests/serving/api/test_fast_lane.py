@@ -132,7 +132,7 @@ def test_spaces_and_non_string_ids_take_the_general_path(served, kit) -> None:
 
 def test_a_body_orjson_refuses_gets_the_standard_parsers_answer(served, kit) -> None:
     counter = served.artifacts.counters[0]
-    # A 20-digit integer (beyond 64 bits: orjson refuses it) where a string belongs: pydantic's 422.
+    # A 21-digit integer (beyond 64 bits: the standard parser reads it, exact) where a string belongs.
     huge = '{"records": [{"counter_id": 123456789012345678901, "counted_at": "2024-02-26T08:00:00Z"}]}'
     response = served.client.post(
         "/predict", content=huge, headers={**kit.predict, "content-type": "application/json"}
