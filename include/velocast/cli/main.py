@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from velocast.cli import demo, exporter, ml, stack
+from velocast.cli import backtest, demo, exporter, ml, stack
 from velocast.cli.output import print_json
 from velocast.errors import EXIT_REQUEST_ERROR, ConfigurationError, VelocastError, exit_code
 from velocast.settings import VelocastSettings, get_settings
@@ -32,6 +32,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     stack.register,
     demo.register,
     ml.register,
+    backtest.register,
     exporter.register,
 )
 

@@ -49,7 +49,9 @@ from velocast.ml.features import (
     FeatureArrays,
     FeatureSet,
 )
-from velocast.ml.model_base import Hyperparams, ModelError, VelocastModel
+from velocast.ml.forecast import fit_history
+from velocast.ml.history_stage import HistoryStage
+from velocast.ml.model_base import TARGET, Hyperparams, ModelError, VelocastModel
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE, MODEL_TYPE_NAMES
 from velocast.ml.tree_kernel import CompiledBoosting
 
@@ -119,6 +121,14 @@ class HistGradientBoostingHyperparams(Hyperparams):
     recency_half_life_days: float | None = Field(180.0, gt=0, le=36_500)
     # 0: no per-counter level factor.
     level_window_days: int = Field(28, ge=0, le=3650)
+    # A second stage reading the counters' recent history (``velocast.ml.forecast``), fitted with
+    # the cut-off a forecast has: a publication lag and a horizon of 1 … history_horizon_days days.
+    history: bool = False
+    history_lag_days: int = Field(2, ge=0, le=14)
+    history_horizon_days: int = Field(2, ge=1, le=7)
+    # Central coverage of the prediction intervals, calibrated on the last days of the window.
+    interval_coverage: float = Field(0.8, ge=0.5, le=0.99)
+    interval_calibration_days: int = Field(28, ge=1, le=365)
     # OpenMP threads; None: one for small frames, every core otherwise.
     n_threads: int | None = Field(None, ge=1, le=256)
     random_state: int = Field(0, ge=0, le=2**32 - 1)
@@ -185,6 +195,8 @@ class HistGradientBoostingModel(VelocastModel):
 
     model_type = "hgb"
     hyperparams_schema = HistGradientBoostingHyperparams
+    # None: calendar only (and what files saved before the stage existed read as).
+    history_stage: HistoryStage | None = None
 
     def __init__(self, hyperparams: dict[str, Any] | None = None) -> None:
         super().__init__(hyperparams)
@@ -207,6 +219,50 @@ class HistGradientBoostingModel(VelocastModel):
             threads = 1
         return threadpool_limits(limits=threads, user_api="openmp")
 
+    def fit(self, normalized: pd.DataFrame) -> VelocastModel:
+        """The calendar model, then (``history`` on) the history stage on the same rows."""
+        self.history_stage = None
+        super().fit(normalized)
+        params = self.params
+        if params.history:
+            train = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()]
+            with self._threads(len(train)):
+                self.history_stage = fit_history(
+                    self,
+                    train,
+                    estimator=self._estimator(categorical=False),
+                    weights=self._recency_weights(train["counted_at"]),
+                    lag_days=params.history_lag_days,
+                    horizon_days=params.history_horizon_days,
+                    coverage=params.interval_coverage,
+                    calibration_days=params.interval_calibration_days,
+                )
+        return self
+
+    def _recency_weights(self, counted_at: pd.Series) -> np.ndarray | None:
+        half_life = self.params.recency_half_life_days
+        if half_life is None:
+            return None
+        age_days = ((counted_at.max() - counted_at).dt.total_seconds() / 86_400.0).to_numpy()
+        weights: np.ndarray = np.power(0.5, age_days / half_life)
+        return weights
+
+    def _estimator(self, *, categorical: bool) -> HistGradientBoostingRegressor:
+        params = self.params
+        return HistGradientBoostingRegressor(
+            loss=params.loss,
+            learning_rate=params.learning_rate,
+            max_iter=params.max_iter,
+            max_leaf_nodes=params.max_leaf_nodes,
+            max_depth=params.max_depth,
+            min_samples_leaf=params.min_samples_leaf,
+            l2_regularization=params.l2_regularization,
+            categorical_features=[COUNTER_FEATURE] if categorical else None,
+            # The hold-out is the next weeks, not a random 10 %: no early stopping on shuffled rows.
+            early_stopping=False,
+            random_state=params.random_state,
+        )
+
     def _fit(self, features: FeatureSet, target: np.ndarray, counted_at: pd.Series) -> None:
         frame = features.frame
         codes = frame[COUNTER_FEATURE].to_numpy()
@@ -218,22 +274,8 @@ class HistGradientBoostingModel(VelocastModel):
         params = self.params
         # Age of each row, in days, relative to the end of the training data.
         age_days = ((counted_at.max() - counted_at).dt.total_seconds() / 86_400.0).to_numpy()
-        weights = None
-        if params.recency_half_life_days is not None:
-            weights = np.power(0.5, age_days / params.recency_half_life_days)
-        estimator = HistGradientBoostingRegressor(
-            loss=params.loss,
-            learning_rate=params.learning_rate,
-            max_iter=params.max_iter,
-            max_leaf_nodes=params.max_leaf_nodes,
-            max_depth=params.max_depth,
-            min_samples_leaf=params.min_samples_leaf,
-            l2_regularization=params.l2_regularization,
-            categorical_features=[COUNTER_FEATURE],
-            # The hold-out is the next weeks, not a random 10 %: no early stopping on shuffled rows.
-            early_stopping=False,
-            random_state=params.random_state,
-        )
+        weights = self._recency_weights(counted_at)
+        estimator = self._estimator(categorical=True)
         with self._threads(len(frame)):
             estimator.fit(frame, target, sample_weight=weights)
         self.estimator = estimator

@@ -57,6 +57,7 @@ def test_the_parser_has_every_command_group_and_a_handler_per_command() -> None:
         "train",
         "evaluate",
         "promote",
+        "backtest",
         "exporter",
     }
     args = parser.parse_args(["stack", "env", "--airflow"])

@@ -1,0 +1,141 @@
+"""Forecasts with recent history: fitting ``hgb``'s history stage, and forecasting through it.
+
+``fit_history(model, train)`` is what ``HistGradientBoostingModel.fit`` runs after the calendar
+model when its ``history`` hyper-parameter is on; ``forecast(model, targets, history, last_usable_day)``
+forecasts rows from the actuals of ``history`` up to each row's last usable local day, with an
+interval and a flag saying whether history was used. A model without a history stage (``rf``,
+``hgb`` with ``history`` off) forecasts from the calendar, every row flagged so, without a band.
+
+Training and serving build the history features through the same function
+(``velocast.ml.history.history_features``), from the same grids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from velocast.ml.calendar import utc_nanoseconds
+from velocast.ml.features import calendar_arrays
+from velocast.ml.history import HourlyGrid, history_features, local_rows
+from velocast.ml.history_stage import HistoryStage, fit_history_stage
+from velocast.ml.model_base import TARGET, ModelError, VelocastModel
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Forecasts of rows: the value, its interval, the calendar model's own value, and provenance."""
+
+    values: np.ndarray
+    lower: np.ndarray  # NaN where the model has no calibrated band
+    upper: np.ndarray
+    calendar_values: np.ndarray
+    history_used: np.ndarray  # bool
+    unseen_counters: tuple[str, ...]
+    unseen_counter_rows: int
+
+
+def _counted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame[TARGET].notna() & frame["counter_id"].notna()]
+
+
+def _grids(model: VelocastModel, history: pd.DataFrame) -> tuple[HourlyGrid, HourlyGrid]:
+    """The actual counts of ``history`` and the calendar model's expectation of the same cells."""
+    rows = _counted(history)
+    counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
+    located = local_rows(
+        rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
+    )
+    actual = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
+    expected = HourlyGrid.of_rows(counters, located, model.predict(rows) if len(rows) else np.zeros(0))
+    return actual, expected
+
+
+def fit_history(
+    model: VelocastModel,
+    train: pd.DataFrame,
+    *,
+    estimator: HistGradientBoostingRegressor,
+    weights: np.ndarray | None,
+    lag_days: int,
+    horizon_days: int,
+    coverage: float,
+    calibration_days: int,
+) -> HistoryStage:
+    """Fit the history stage of a fitted calendar ``model`` on its training rows (``train``)."""
+    rows = _counted(train)
+    actual, expected = _grids(model, rows)
+    utc_ns = utc_nanoseconds(rows["counted_at"])
+    located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
+    return fit_history_stage(
+        actual=actual,
+        expected=expected,
+        rows=located,
+        target=rows[TARGET].to_numpy(dtype=np.float64),
+        calendar_expectation=model.predict(rows),
+        calendar_columns=calendar_arrays(utc_ns).calendar_columns(),
+        weights=weights,
+        estimator=estimator,
+        lag_days=lag_days,
+        horizon_days=horizon_days,
+        coverage=coverage,
+        calibration_days=calibration_days,
+    )
+
+
+def history_stage_of(model: VelocastModel) -> HistoryStage | None:
+    stage = getattr(model, "history_stage", None)
+    return stage if isinstance(stage, HistoryStage) else None
+
+
+def forecast(
+    model: VelocastModel,
+    targets: pd.DataFrame,
+    history: pd.DataFrame | None,
+    last_usable_day: np.ndarray | int | None,
+) -> Forecast:
+    """Forecast ``targets`` (``counter_id``, ``counted_at``) from the counts in ``history``.
+
+    Each row reads only the days of ``history`` up to its ``last_usable_day`` (local days since
+    1970-01-01, one for all rows or one per row; ``velocast.ml.history.last_complete_day`` turns a
+    data cut-off instant into one) and never its own day or later.
+    """
+    calendar = model.predict_with_report(targets)
+    n = len(targets)
+    stage = history_stage_of(model)
+    if stage is None or history is None or last_usable_day is None or n == 0:
+        return Forecast(
+            values=calendar.values,
+            lower=np.full(n, np.nan),
+            upper=np.full(n, np.nan),
+            calendar_values=calendar.values,
+            history_used=np.zeros(n, dtype=bool),
+            unseen_counters=calendar.unseen_counters,
+            unseen_counter_rows=calendar.unseen_counter_rows,
+        )
+    if targets["counter_id"].isna().any() or targets["counted_at"].isna().any():
+        raise ModelError("every row to forecast needs a counter_id and a counted_at")
+    actual, expected = _grids(model, history)
+    utc_ns = utc_nanoseconds(targets["counted_at"])
+    rows = local_rows(targets["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
+    cut_off = np.broadcast_to(np.asarray(last_usable_day, dtype=np.int64), (n,))
+    features = history_features(actual, expected, rows, cut_off, calendar.values)
+    result = stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar.values)
+    return Forecast(
+        values=result.values,
+        lower=result.lower,
+        upper=result.upper,
+        calendar_values=calendar.values,
+        history_used=result.history_used,
+        unseen_counters=calendar.unseen_counters,
+        unseen_counter_rows=calendar.unseen_counter_rows,
+    )
+
+
+__all__ = ["Forecast", "fit_history", "forecast", "history_stage_of"]

@@ -1,0 +1,174 @@
+"""The history stage of ``hgb``: calendar + recent history → the count, with a calibrated interval.
+
+The calendar model (stage 1) forecasts from the counter and the hour alone. This second stage
+reads its expectation *and* what the counter did recently (``velocast.ml.history``) and forecasts
+the count again. It is fitted on the training window itself, each row with the cut-off a forecast
+would have had: a publication lag of ``lag_days`` and a horizon of 1 … ``horizon_days`` days, so a
+row of day D sees the days up to D − lag − horizon only (the same function serves both paths).
+
+Its features leave out the counter's identity on purpose: the history says what level the counter
+is at, and a forecast that keys on the counter re-learns last year's level.
+
+Intervals are split-conformal: the stage is fitted on the window minus its last
+``calibration_days`` (a temporal calibration slice, never seen by the fit), and the quantiles of
+the residuals there, scaled by ``sqrt(prediction + 1)`` (counts are roughly Poisson: their spread
+grows with their level), give each prediction its band. Rows without usable history fall back to
+the calendar forecast, with a band calibrated the same way on the calendar model's residuals (that
+model saw the slice, so its band is narrower than it should be; the response flags those rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from velocast.ml.history import HISTORY_FEATURES, HistoryFeatures, HourlyGrid, LocalRows, history_features
+from velocast.ml.model_base import ModelError
+
+# A row is fitted on when it can have history: three weeks after the first day of the window.
+WARM_UP_DAYS: Final = 21
+# The calibration slice is at most this share of the days the stage can be fitted on.
+MAX_CALIBRATION_SHARE: Final = 0.25
+MIN_FIT_ROWS: Final = 1_000
+
+
+class HistoryStageError(ModelError):
+    """The training window is too short for a history stage."""
+
+
+@dataclass(frozen=True)
+class IntervalBand:
+    """Quantiles of ``(actual - predicted) / sqrt(predicted + 1)`` on the calibration slice."""
+
+    low: float
+    high: float
+    coverage: float
+    calibration_rows: int
+
+    def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scale = np.sqrt(np.clip(predicted, 0.0, None) + 1.0)
+        return np.clip(predicted + self.low * scale, 0.0, None), np.clip(
+            predicted + self.high * scale, 0.0, None
+        )
+
+    @classmethod
+    def calibrate(cls, actual: np.ndarray, predicted: np.ndarray, coverage: float) -> IntervalBand:
+        scores = (actual - predicted) / np.sqrt(np.clip(predicted, 0.0, None) + 1.0)
+        tail = (1.0 - coverage) / 2.0
+        low, high = np.quantile(scores, [tail, 1.0 - tail])
+        return cls(low=float(low), high=float(high), coverage=coverage, calibration_rows=len(scores))
+
+
+@dataclass(frozen=True)
+class StageForecast:
+    values: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    history_used: np.ndarray  # bool: False where the calendar forecast stands alone
+
+
+@dataclass
+class HistoryStage:
+    estimator: HistGradientBoostingRegressor
+    feature_names: tuple[str, ...]
+    band: IntervalBand
+    calendar_band: IntervalBand
+    lag_days: int
+    horizon_days: int
+
+    def forecast(
+        self,
+        calendar_columns: Mapping[str, np.ndarray],
+        history: HistoryFeatures,
+        calendar_expectation: np.ndarray,
+    ) -> StageForecast:
+        used = history.used
+        values = np.array(calendar_expectation, dtype=np.float64)
+        if used.any():
+            matrix = _matrix(calendar_columns, history, self.feature_names)[used]
+            values[used] = np.clip(self.estimator.predict(matrix), 0.0, None)
+        lower, upper = self.band.bounds(values)
+        calendar_lower, calendar_upper = self.calendar_band.bounds(values)
+        return StageForecast(
+            values=values,
+            lower=np.where(used, lower, calendar_lower),
+            upper=np.where(used, upper, calendar_upper),
+            history_used=used,
+        )
+
+
+def _matrix(
+    calendar_columns: Mapping[str, np.ndarray], history: HistoryFeatures, names: tuple[str, ...]
+) -> pd.DataFrame:
+    columns = {**calendar_columns, **history.columns}
+    return pd.DataFrame({name: np.asarray(columns[name], dtype=np.float64) for name in names})
+
+
+def training_last_usable_day(day: np.ndarray, lag_days: int, horizon_days: int) -> np.ndarray:
+    """The cut-off of each training row: lag + a horizon of 1 … ``horizon_days`` days, by day."""
+    horizon = 1 + np.mod(day, horizon_days)
+    result: np.ndarray = day - lag_days - horizon
+    return result
+
+
+def fit_history_stage(
+    *,
+    actual: HourlyGrid,
+    expected: HourlyGrid,
+    rows: LocalRows,
+    target: np.ndarray,
+    calendar_expectation: np.ndarray,
+    calendar_columns: Mapping[str, np.ndarray],
+    weights: np.ndarray | None,
+    estimator: HistGradientBoostingRegressor,
+    lag_days: int,
+    horizon_days: int,
+    coverage: float,
+    calibration_days: int,
+) -> HistoryStage:
+    """Fit the stage on the training rows (located on ``actual``), calibrate its intervals."""
+    last_usable = training_last_usable_day(rows.day, lag_days, horizon_days)
+    history = history_features(actual, expected, rows, last_usable, calendar_expectation)
+    first_day, last_day = int(rows.day.min()), int(rows.day.max())
+    eligible = (rows.day >= first_day + WARM_UP_DAYS) & history.used
+    eligible_days = last_day - (first_day + WARM_UP_DAYS) + 1
+    slice_days = int(min(calibration_days, max(1, eligible_days * MAX_CALIBRATION_SHARE)))
+    in_slice = rows.day > last_day - slice_days
+    fit_rows = eligible & ~in_slice
+    calibration_rows = eligible & in_slice
+    if fit_rows.sum() < MIN_FIT_ROWS or calibration_rows.sum() == 0:
+        raise HistoryStageError(
+            f"the training window ({last_day - first_day + 1} days) is too short for the history stage: it "
+            f"needs {WARM_UP_DAYS} days of warm-up, {MIN_FIT_ROWS} rows to fit and a calibration slice"
+        )
+    feature_names = (*calendar_columns, *HISTORY_FEATURES)
+    matrix = _matrix(calendar_columns, history, feature_names)
+    estimator.fit(
+        matrix[fit_rows], target[fit_rows], sample_weight=None if weights is None else weights[fit_rows]
+    )
+    calibration_prediction = np.clip(estimator.predict(matrix[calibration_rows]), 0.0, None)
+    return HistoryStage(
+        estimator=estimator,
+        feature_names=feature_names,
+        band=IntervalBand.calibrate(target[calibration_rows], calibration_prediction, coverage),
+        calendar_band=IntervalBand.calibrate(
+            target[calibration_rows], calendar_expectation[calibration_rows], coverage
+        ),
+        lag_days=lag_days,
+        horizon_days=horizon_days,
+    )
+
+
+__all__ = [
+    "HistoryStage",
+    "HistoryStageError",
+    "IntervalBand",
+    "StageForecast",
+    "fit_history_stage",
+    "training_last_usable_day",
+]
