@@ -20,7 +20,8 @@ from velocast.settings import VelocastSettings
 def cmd_backtest(args: argparse.Namespace, settings: VelocastSettings) -> int:
     from velocast.data.normalize import normalize
     from velocast.data.readers import read_source
-    from velocast.ml.backtest import BacktestWindow, run_backtest
+    from velocast.ml.backtest import BacktestWindow, backtest_hyperparams, run_backtest
+    from velocast.ml.models import validate_hyperparams
 
     try:
         hyperparams = json.loads(args.hyperparams) if args.hyperparams else {}
@@ -31,6 +32,8 @@ def cmd_backtest(args: argparse.Namespace, settings: VelocastSettings) -> int:
     window = BacktestWindow.of(
         args.train_until, args.start, args.end, lag_days=args.lag_days, horizon_days=args.horizon_days
     )
+    # Checked before the (long) read: a typo in a knob fails at once.
+    validate_hyperparams(args.model_type, backtest_hyperparams(args.model_type, hyperparams, window))
     progress = StepProgress()
     progress(f"reading and normalizing {args.data}", 0.0)
     if not args.data.is_file():

@@ -12,16 +12,24 @@ Training and serving build the history features through the same function
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from velocast.ml.calendar import utc_nanoseconds
+from velocast.ml.calendar import local_clock, utc_nanoseconds
 from velocast.ml.features import calendar_arrays
 from velocast.ml.history import HourlyGrid, history_features, local_rows
-from velocast.ml.history_stage import HistoryStage, fit_history_stage
+from velocast.ml.history_stage import (
+    WARM_UP_DAYS,
+    CalendarView,
+    HistoryStage,
+    HistoryStageError,
+    calibration_start_day,
+    fit_history_stage,
+)
 from velocast.ml.model_base import TARGET, ModelError, VelocastModel
 
 if TYPE_CHECKING:
@@ -59,6 +67,7 @@ def _grids(model: VelocastModel, history: pd.DataFrame) -> tuple[HourlyGrid, Hou
 
 def fit_history(
     model: VelocastModel,
+    calendar_model: Callable[[], VelocastModel],
     train: pd.DataFrame,
     *,
     estimator: HistGradientBoostingRegressor,
@@ -68,17 +77,32 @@ def fit_history(
     coverage: float,
     calibration_days: int,
 ) -> HistoryStage:
-    """Fit the history stage of a fitted calendar ``model`` on its training rows (``train``)."""
-    rows = _counted(train)
-    actual, expected = _grids(model, rows)
+    """Fit the history stage of a fitted calendar ``model`` on its training rows (``train``).
+
+    ``calendar_model()`` is an unfitted twin of ``model``. It is fitted on the rows before the
+    calibration slice and forecasts the slice's calendar expectations, so that the slice is out of
+    sample for both stages, as the days forecast in production are (``model`` itself saw the slice:
+    its errors there, and so the intervals, would be too small).
+    """
+    rows = _counted(train).reset_index(drop=True)
     utc_ns = utc_nanoseconds(rows["counted_at"])
+    day = local_clock(utc_ns)[1].astype(np.int64)
+    before_slice = rows[day < calibration_start_day(day, calibration_days)]
+    if before_slice.empty:
+        raise HistoryStageError(
+            f"the training window ({len(np.unique(day))} days) is too short for the history stage: it "
+            f"needs {WARM_UP_DAYS} days of warm-up, rows to fit and a calibration slice"
+        )
+    early = calendar_model().fit(before_slice)
+    actual, expected = _grids(model, rows)
+    _, early_expected = _grids(early, rows)
     located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
     return fit_history_stage(
         actual=actual,
-        expected=expected,
         rows=located,
         target=rows[TARGET].to_numpy(dtype=np.float64),
-        calendar_expectation=model.predict(rows),
+        fitted=CalendarView(expected=expected, expectation=model.predict(rows)),
+        out_of_sample=CalendarView(expected=early_expected, expectation=early.predict(rows)),
         calendar_columns=calendar_arrays(utc_ns).calendar_columns(),
         weights=weights,
         estimator=estimator,

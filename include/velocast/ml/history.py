@@ -156,6 +156,8 @@ def history_features(
         raise ValueError("the actual and expected grids must have the same shape and first day")
     n = len(rows.day)
     n_days = actual.values.shape[1]
+    if n_days == 0 or len(actual.counters) == 0:  # no counted row at all: nothing is known
+        return HistoryFeatures(columns={name: np.full(n, np.nan) for name in HISTORY_FEATURES})
     counter = rows.counter
     known = counter != NO_COUNTER
     safe_counter = np.where(known, counter, 0)
@@ -191,7 +193,9 @@ def history_features(
     by_hour_observed = _cumulative(observed.astype(np.float64))
 
     def window(cumulative: np.ndarray, width: int, hourly: bool) -> np.ndarray:
-        start = np.clip(end - width, 0, n_days)
+        # From the cut-off, not from the clipped end: a cut-off after the grid's last day must not
+        # slide the window back onto days that are not the last ``width`` before it.
+        start = np.clip(usable + 1 - width, 0, n_days)
         if hourly:
             total = cumulative[safe_counter, end, rows.hour] - cumulative[safe_counter, start, rows.hour]
         else:

@@ -10,11 +10,12 @@ Its features leave out the counter's identity on purpose: the history says what 
 is at, and a forecast that keys on the counter re-learns last year's level.
 
 Intervals are split-conformal: the stage is fitted on the window minus its last
-``calibration_days`` (a temporal calibration slice, never seen by the fit), and the quantiles of
+``calibration_days`` (a temporal calibration slice, never seen by the fit, and forecast with a
+calendar model fitted without it too: the caller's job, see ``velocast.ml.forecast``), and the quantiles of
 the residuals there, scaled by ``sqrt(prediction + 1)`` (counts are roughly Poisson: their spread
 grows with their level), give each prediction its band. Rows without usable history fall back to
-the calendar forecast, with a band calibrated the same way on the calendar model's residuals (that
-model saw the slice, so its band is narrower than it should be; the response flags those rows).
+the calendar forecast, with a band calibrated the same way on the calendar model's residuals on
+the slice (of its twin fitted before the slice); the response flags those rows.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import Final
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from velocast.ml.history import HISTORY_FEATURES, HistoryFeatures, HourlyGrid, LocalRows, history_features
-from velocast.ml.model_base import ModelError
+from velocast.ml.model_base import SINGLE_THREAD_ROWS, ModelError
 
 # A row is fitted on when it can have history: three weeks after the first day of the window.
 WARM_UP_DAYS: Final = 21
@@ -91,7 +93,8 @@ class HistoryStage:
         values = np.array(calendar_expectation, dtype=np.float64)
         if used.any():
             matrix = _matrix(calendar_columns, history, self.feature_names)[used]
-            values[used] = np.clip(self.estimator.predict(matrix), 0.0, None)
+            with threadpool_limits(limits=1 if len(matrix) < SINGLE_THREAD_ROWS else None, user_api="openmp"):
+                values[used] = np.clip(self.estimator.predict(matrix), 0.0, None)
         lower, upper = self.band.bounds(values)
         calendar_lower, calendar_upper = self.calendar_band.bounds(values)
         return StageForecast(
@@ -116,13 +119,29 @@ def training_last_usable_day(day: np.ndarray, lag_days: int, horizon_days: int) 
     return result
 
 
+def calibration_start_day(day: np.ndarray, calibration_days: int) -> int:
+    """First local day of the calibration slice: the window's last days, at most a quarter of it."""
+    first_day, last_day = int(day.min()), int(day.max())
+    eligible_days = last_day - (first_day + WARM_UP_DAYS) + 1
+    slice_days = int(min(calibration_days, max(1, eligible_days * MAX_CALIBRATION_SHARE)))
+    return last_day - slice_days + 1
+
+
+@dataclass(frozen=True)
+class CalendarView:
+    """A calendar model's expectation of every cell of the actuals grid, and of each training row."""
+
+    expected: HourlyGrid
+    expectation: np.ndarray
+
+
 def fit_history_stage(
     *,
     actual: HourlyGrid,
-    expected: HourlyGrid,
     rows: LocalRows,
     target: np.ndarray,
-    calendar_expectation: np.ndarray,
+    fitted: CalendarView,
+    out_of_sample: CalendarView,
     calendar_columns: Mapping[str, np.ndarray],
     weights: np.ndarray | None,
     estimator: HistGradientBoostingRegressor,
@@ -131,14 +150,17 @@ def fit_history_stage(
     coverage: float,
     calibration_days: int,
 ) -> HistoryStage:
-    """Fit the stage on the training rows (located on ``actual``), calibrate its intervals."""
+    """Fit the stage on the training rows (located on ``actual``) before the slice, calibrate on it.
+
+    ``fitted`` is the calendar model that will serve (fitted on every row); ``out_of_sample`` one
+    fitted before the calibration slice. The stage learns from the first, as it will be used; the
+    slice is forecast through the second, so that its errors are those of days no stage has seen.
+    """
     last_usable = training_last_usable_day(rows.day, lag_days, horizon_days)
-    history = history_features(actual, expected, rows, last_usable, calendar_expectation)
+    history = history_features(actual, fitted.expected, rows, last_usable, fitted.expectation)
     first_day, last_day = int(rows.day.min()), int(rows.day.max())
     eligible = (rows.day >= first_day + WARM_UP_DAYS) & history.used
-    eligible_days = last_day - (first_day + WARM_UP_DAYS) + 1
-    slice_days = int(min(calibration_days, max(1, eligible_days * MAX_CALIBRATION_SHARE)))
-    in_slice = rows.day > last_day - slice_days
+    in_slice = rows.day >= calibration_start_day(rows.day, calibration_days)
     fit_rows = eligible & ~in_slice
     calibration_rows = eligible & in_slice
     if fit_rows.sum() < MIN_FIT_ROWS or calibration_rows.sum() == 0:
@@ -151,13 +173,17 @@ def fit_history_stage(
     estimator.fit(
         matrix[fit_rows], target[fit_rows], sample_weight=None if weights is None else weights[fit_rows]
     )
-    calibration_prediction = np.clip(estimator.predict(matrix[calibration_rows]), 0.0, None)
+    calibration_history = history_features(
+        actual, out_of_sample.expected, rows, last_usable, out_of_sample.expectation
+    )
+    calibration_matrix = _matrix(calendar_columns, calibration_history, feature_names)[calibration_rows]
+    calibration_prediction = np.clip(estimator.predict(calibration_matrix), 0.0, None)
     return HistoryStage(
         estimator=estimator,
         feature_names=feature_names,
         band=IntervalBand.calibrate(target[calibration_rows], calibration_prediction, coverage),
         calendar_band=IntervalBand.calibrate(
-            target[calibration_rows], calendar_expectation[calibration_rows], coverage
+            target[calibration_rows], out_of_sample.expectation[calibration_rows], coverage
         ),
         lag_days=lag_days,
         horizon_days=horizon_days,
@@ -165,10 +191,12 @@ def fit_history_stage(
 
 
 __all__ = [
+    "CalendarView",
     "HistoryStage",
     "HistoryStageError",
     "IntervalBand",
     "StageForecast",
+    "calibration_start_day",
     "fit_history_stage",
     "training_last_usable_day",
 ]

@@ -40,6 +40,9 @@ from velocast.ml.features import (
 
 TARGET: Final = "hourly_count"
 FILE_FORMAT: Final = 1
+# Below this many rows, one OpenMP thread is faster than several (and far faster when the cores
+# are busy: threads waiting for each other at every split cost more than the split).
+SINGLE_THREAD_ROWS: Final = 100_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,6 +296,7 @@ def model_size_mb(path: Path) -> float:
 
 __all__ = [
     "FILE_FORMAT",
+    "SINGLE_THREAD_ROWS",
     "TARGET",
     "Hyperparams",
     "InvalidHyperparametersError",

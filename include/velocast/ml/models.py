@@ -51,7 +51,7 @@ from velocast.ml.features import (
 )
 from velocast.ml.forecast import fit_history
 from velocast.ml.history_stage import HistoryStage
-from velocast.ml.model_base import TARGET, Hyperparams, ModelError, VelocastModel
+from velocast.ml.model_base import SINGLE_THREAD_ROWS, TARGET, Hyperparams, ModelError, VelocastModel
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE, MODEL_TYPE_NAMES
 from velocast.ml.tree_kernel import CompiledBoosting
 
@@ -59,9 +59,6 @@ from velocast.ml.tree_kernel import CompiledBoosting
 MAX_HGB_COUNTERS: Final = 255
 # A level factor outside this range says more about a glitch than about the counter.
 LEVEL_FACTOR_RANGE: Final = (0.0, 3.0)
-# Below this many rows, one OpenMP thread is faster than several (and far faster when the cores
-# are busy: threads waiting for each other at every split cost more than the split).
-SINGLE_THREAD_ROWS: Final = 100_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,18 +223,27 @@ class HistGradientBoostingModel(VelocastModel):
         params = self.params
         if params.history:
             train = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()]
-            with self._threads(len(train)):
-                self.history_stage = fit_history(
-                    self,
-                    train,
-                    estimator=self._estimator(categorical=False),
-                    weights=self._recency_weights(train["counted_at"]),
-                    lag_days=params.history_lag_days,
-                    horizon_days=params.history_horizon_days,
-                    coverage=params.interval_coverage,
-                    calibration_days=params.interval_calibration_days,
-                )
+            try:
+                with self._threads(len(train)):
+                    self.history_stage = self._fit_history(train)
+            except Exception:
+                self.encoder = None  # a model that asked for history is not fitted without it
+                raise
         return self
+
+    def _fit_history(self, train: pd.DataFrame) -> HistoryStage:
+        params = self.params
+        return fit_history(
+            self,
+            lambda: HistGradientBoostingModel({**self.hyperparams, "history": False}),
+            train,
+            estimator=self._estimator(categorical=False),
+            weights=self._recency_weights(train["counted_at"]),
+            lag_days=params.history_lag_days,
+            horizon_days=params.history_horizon_days,
+            coverage=params.interval_coverage,
+            calibration_days=params.interval_calibration_days,
+        )
 
     def _recency_weights(self, counted_at: pd.Series) -> np.ndarray | None:
         half_life = self.params.recency_half_life_days
