@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
@@ -27,10 +27,16 @@ from velocast.ml.history_stage import (
     CalendarView,
     HistoryStage,
     HistoryStageError,
+    IntervalBand,
+    StageForecast,
     calibration_start_day,
     fit_history_stage,
+    training_last_usable_day,
 )
 from velocast.ml.model_base import TARGET, ModelError, VelocastModel
+
+# Fewer recent errors than this (a handful of counters, a gap): the calibrated band stays.
+MIN_RECENT_ERRORS: Final = 500
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -76,6 +82,7 @@ def fit_history(
     horizon_days: int,
     coverage: float,
     calibration_days: int,
+    recent_days: int,
 ) -> HistoryStage:
     """Fit the history stage of a fitted calendar ``model`` on its training rows (``train``).
 
@@ -110,6 +117,7 @@ def fit_history(
         horizon_days=horizon_days,
         coverage=coverage,
         calibration_days=calibration_days,
+        recent_days=recent_days,
     )
 
 
@@ -146,20 +154,81 @@ def forecast(
     if targets["counter_id"].isna().any() or targets["counted_at"].isna().any():
         raise ModelError("every row to forecast needs a counter_id and a counted_at")
     actual, expected = _grids(model, history)
-    utc_ns = utc_nanoseconds(targets["counted_at"])
-    rows = local_rows(targets["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
-    cut_off = np.broadcast_to(np.asarray(last_usable_day, dtype=np.int64), (n,))
-    features = history_features(actual, expected, rows, cut_off, calendar.values)
-    result = stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar.values)
+    day = local_clock(utc_nanoseconds(targets["counted_at"]))[1].astype(np.int64)
+    # A row never reads its own day or later, whatever the cut-off says (its band included).
+    cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), day - 1)
+    result = _stage_forecast(stage, targets, calendar.values, actual, expected, cut_off)
+    lower, upper = result.lower.copy(), result.upper.copy()
+    if stage.recent_days > 0 and result.history_used.any():
+        for day, band in _recent_bands(
+            model, stage, history, actual, expected, cut_off[result.history_used]
+        ).items():
+            rows = result.history_used & (cut_off == day)
+            lower[rows], upper[rows] = band.bounds(result.values[rows])
     return Forecast(
         values=result.values,
-        lower=result.lower,
-        upper=result.upper,
+        lower=lower,
+        upper=upper,
         calendar_values=calendar.values,
         history_used=result.history_used,
         unseen_counters=calendar.unseen_counters,
         unseen_counter_rows=calendar.unseen_counter_rows,
     )
+
+
+def _stage_forecast(
+    stage: HistoryStage,
+    frame: pd.DataFrame,
+    calendar_values: np.ndarray,
+    actual: HourlyGrid,
+    expected: HourlyGrid,
+    cut_off: np.ndarray,
+) -> StageForecast:
+    utc_ns = utc_nanoseconds(frame["counted_at"])
+    rows = local_rows(frame["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
+    features = history_features(actual, expected, rows, cut_off, calendar_values)
+    return stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar_values)
+
+
+def _recent_bands(
+    model: VelocastModel,
+    stage: HistoryStage,
+    history: pd.DataFrame,
+    actual: HourlyGrid,
+    expected: HourlyGrid,
+    cut_off: np.ndarray,
+) -> dict[int, IntervalBand]:
+    """The band of each cut-off, from the stage's own errors on the ``recent_days`` up to it.
+
+    Those days are forecast as the stage forecasts any day (each from its own earlier cut-off) and
+    their counts are known by the cut-off: the band widens when traffic turns unusual (a holiday
+    month, a strike) and narrows back when it settles — the interval keeps its coverage where one
+    band calibrated once would not. Too few recent errors: the calibrated band stays.
+    """
+    counted = _counted(history)
+    day = local_clock(utc_nanoseconds(counted["counted_at"]))[1].astype(np.int64)
+    cut_offs = np.unique(cut_off)
+    near = (day > cut_offs.min() - stage.recent_days) & (day <= cut_offs.max())
+    if not near.any():
+        return {}
+    past, past_day = counted[near], day[near]
+    past_forecast = _stage_forecast(
+        stage,
+        past,
+        model.predict(past),
+        actual,
+        expected,
+        training_last_usable_day(past_day, stage.lag_days, stage.horizon_days),
+    )
+    used = past_forecast.history_used
+    observed = past[TARGET].to_numpy(dtype=np.float64)[used]
+    predicted, scored_day = past_forecast.values[used], past_day[used]
+    bands: dict[int, IntervalBand] = {}
+    for last in cut_offs.tolist():
+        recent = (scored_day > last - stage.recent_days) & (scored_day <= last)
+        if recent.sum() >= MIN_RECENT_ERRORS:
+            bands[last] = IntervalBand.calibrate(observed[recent], predicted[recent], stage.band.coverage)
+    return bands
 
 
 __all__ = ["Forecast", "fit_history", "forecast", "history_stage_of"]

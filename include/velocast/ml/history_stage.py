@@ -82,6 +82,9 @@ class HistoryStage:
     calendar_band: IntervalBand
     lag_days: int
     horizon_days: int
+    # > 0: each forecast's band comes from the stage's errors on the last days before its cut-off
+    # (``velocast.ml.forecast``); 0: ``band`` for every forecast.
+    recent_days: int = 0
 
     def forecast(
         self,
@@ -149,6 +152,7 @@ def fit_history_stage(
     horizon_days: int,
     coverage: float,
     calibration_days: int,
+    recent_days: int = 0,
 ) -> HistoryStage:
     """Fit the stage on the training rows (located on ``actual``) before the slice, calibrate on it.
 
@@ -187,6 +191,7 @@ def fit_history_stage(
         ),
         lag_days=lag_days,
         horizon_days=horizon_days,
+        recent_days=recent_days,
     )
 
 

@@ -126,6 +126,8 @@ class HistGradientBoostingHyperparams(Hyperparams):
     # Central coverage of the prediction intervals, calibrated on the last days of the window.
     interval_coverage: float = Field(0.8, ge=0.5, le=0.99)
     interval_calibration_days: int = Field(28, ge=1, le=365)
+    # > 0: each band follows the stage's errors on the last days before the forecast's cut-off.
+    interval_recent_days: int = Field(7, ge=0, le=60)
     # OpenMP threads; None: one for small frames, every core otherwise.
     n_threads: int | None = Field(None, ge=1, le=256)
     random_state: int = Field(0, ge=0, le=2**32 - 1)
@@ -243,6 +245,7 @@ class HistGradientBoostingModel(VelocastModel):
             horizon_days=params.history_horizon_days,
             coverage=params.interval_coverage,
             calibration_days=params.interval_calibration_days,
+            recent_days=params.interval_recent_days,
         )
 
     def _recency_weights(self, counted_at: pd.Series) -> np.ndarray | None:

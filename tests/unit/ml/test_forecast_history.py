@@ -23,6 +23,7 @@ from velocast.ml.history_stage import (
     WARM_UP_DAYS,
     HistoryStage,
     HistoryStageError,
+    IntervalBand,
     training_last_usable_day,
 )
 from velocast.ml.model_base import ModelError, load_model
@@ -286,12 +287,15 @@ def test_training_and_serving_compute_the_same_features(
         horizon_days=horizon,
         coverage=0.8,
         calibration_days=7,
+        recent_days=stage.recent_days,
     )
     cut_offs = training_last_usable_day(local_days(train), lag, horizon)
     forecast(model, train[["counter_id", "counted_at"]], train, cut_offs)
     # Training reads the features twice: through the serving calendar model (what the stage is fitted
     # on), then through one fitted before the calibration slice (what the slice is calibrated on).
-    assert len(trained) == 2 and len(served) == 1
+    # Serving reads them for the rows, then for the recent days its bands are drawn from.
+    assert stage.recent_days > 0
+    assert len(trained) == 2 and len(served) == 2
     (train_args, train_features), (serve_args, serve_features) = trained[0], served[0]
     out_of_sample_args = trained[1][0]
     assert out_of_sample_args[0] is train_args[0] and out_of_sample_args[2] is train_args[2]
@@ -316,3 +320,41 @@ def test_training_and_serving_compute_the_same_features(
     for name in HISTORY_FEATURES:
         assert np.array_equal(train_features.columns[name], serve_features.columns[name], equal_nan=True)
         assert np.array_equal(train_features.columns[name], direct.columns[name], equal_nan=True)
+
+
+# --- bands that follow the recent errors ---------------------------------------------------------
+
+
+def test_bands_are_drawn_from_the_stage_s_errors_on_the_days_up_to_the_cut_off(
+    model: HistGradientBoostingModel, targets: pd.DataFrame, slice_frame: pd.DataFrame, cut_off: int
+) -> None:
+    stage = model.history_stage
+    assert stage is not None and stage.recent_days == 7
+    result = forecast(model, targets, slice_frame, cut_off)
+    # The recent days, forecast as the stage forecasts any day (each from its own earlier cut-off).
+    history_day = local_days(slice_frame)
+    recent = slice_frame[(history_day > cut_off - 7) & (history_day <= cut_off)].reset_index(drop=True)
+    past = forecast(
+        model,
+        recent,
+        slice_frame,
+        training_last_usable_day(local_days(recent), stage.lag_days, stage.horizon_days),
+    )
+    assert past.history_used.sum() >= 500
+    used = past.history_used
+    band = IntervalBand.calibrate(recent["hourly_count"].to_numpy()[used], past.values[used], 0.8)
+    lower, upper = band.bounds(result.values)
+    assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
+    # Not the band calibrated once at training: the check above can fail.
+    _, static_upper = stage.band.bounds(result.values)
+    assert not np.array_equal(result.upper, static_upper)
+
+
+def test_without_recent_days_the_calibrated_band_is_used(
+    train: pd.DataFrame, targets: pd.DataFrame, slice_frame: pd.DataFrame, cut_off: int
+) -> None:
+    fixed = build_model("hgb", {**HISTORY_ON, "interval_recent_days": 0}).fit(train)
+    assert isinstance(fixed, HistGradientBoostingModel) and fixed.history_stage is not None
+    result = forecast(fixed, targets, slice_frame, cut_off)
+    lower, upper = fixed.history_stage.band.bounds(result.values)
+    assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
