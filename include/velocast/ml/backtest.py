@@ -26,7 +26,7 @@ import pandas as pd
 
 from velocast.errors import RequestError
 from velocast.ml.calendar import local_clock, utc_nanoseconds
-from velocast.ml.forecast import forecast
+from velocast.ml.forecast import forecast, history_stage_of
 from velocast.ml.history import HourlyGrid, local_rows
 from velocast.ml.model_base import TARGET, VelocastModel
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE
@@ -183,11 +183,27 @@ def run_backtest(
         "model_type": model_type,
         "hyperparams": model.hyperparams,
         "training_rows": len(train),
+        "history_stage": _stage_summary(model),
         "forecast_rows": len(predictions),
         "timings": timings,
         **score_backtest(predictions),
     }
     return BacktestResult(predictions=predictions, metrics=metrics, model=model)
+
+
+def _stage_summary(model: VelocastModel) -> dict[str, Any] | None:
+    stage = history_stage_of(model)
+    if stage is None:
+        return None
+    return {
+        "weight": stage.weight,
+        "calibrated_band": {
+            "low": stage.band.low,
+            "high": stage.band.high,
+            "rows": stage.band.calibration_rows,
+        },
+        "recent_days": stage.recent_days,
+    }
 
 
 def _last_week(rows: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:

@@ -28,6 +28,7 @@ from velocast.ml.history_stage import (
     HistoryStage,
     HistoryStageError,
     IntervalBand,
+    Outcomes,
     StageForecast,
     calibration_start_day,
     fit_history_stage,
@@ -36,7 +37,7 @@ from velocast.ml.history_stage import (
 from velocast.ml.model_base import TARGET, ModelError, VelocastModel
 
 # Fewer recent errors than this (a handful of counters, a gap): the calibrated band stays.
-MIN_RECENT_ERRORS: Final = 500
+MIN_RECENT_OUTCOMES: Final = 500
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -50,6 +51,9 @@ class Forecast:
     lower: np.ndarray  # NaN where the model has no calibrated band
     upper: np.ndarray
     calendar_values: np.ndarray
+    # The history stage's own forecast (``values`` blends it with the calendar's); the calendar's
+    # where history was not used.
+    history_values: np.ndarray
     history_used: np.ndarray  # bool
     unseen_counters: tuple[str, ...]
     unseen_counter_rows: int
@@ -147,6 +151,7 @@ def forecast(
             lower=np.full(n, np.nan),
             upper=np.full(n, np.nan),
             calendar_values=calendar.values,
+            history_values=calendar.values,
             history_used=np.zeros(n, dtype=bool),
             unseen_counters=calendar.unseen_counters,
             unseen_counter_rows=calendar.unseen_counter_rows,
@@ -158,18 +163,20 @@ def forecast(
     # A row never reads its own day or later, whatever the cut-off says (its band included).
     cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), day - 1)
     result = _stage_forecast(stage, targets, calendar.values, actual, expected, cut_off)
-    lower, upper = result.lower.copy(), result.upper.copy()
+    values, lower, upper = result.values.copy(), result.lower.copy(), result.upper.copy()
     if stage.recent_days > 0 and result.history_used.any():
-        for day, band in _recent_bands(
+        for last, (weight, band) in _recent_blends(
             model, stage, history, actual, expected, cut_off[result.history_used]
         ).items():
-            rows = result.history_used & (cut_off == day)
-            lower[rows], upper[rows] = band.bounds(result.values[rows])
+            rows = result.history_used & (cut_off == last)
+            values[rows] = weight * result.staged[rows] + (1.0 - weight) * result.calendar[rows]
+            lower[rows], upper[rows] = band.bounds(values[rows])
     return Forecast(
-        values=result.values,
+        values=values,
         lower=lower,
         upper=upper,
         calendar_values=calendar.values,
+        history_values=result.staged,
         history_used=result.history_used,
         unseen_counters=calendar.unseen_counters,
         unseen_counter_rows=calendar.unseen_counter_rows,
@@ -190,45 +197,63 @@ def _stage_forecast(
     return stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar_values)
 
 
-def _recent_bands(
+def _recent_blends(
     model: VelocastModel,
     stage: HistoryStage,
     history: pd.DataFrame,
     actual: HourlyGrid,
     expected: HourlyGrid,
     cut_off: np.ndarray,
-) -> dict[int, IntervalBand]:
-    """The band of each cut-off, from the stage's own errors on the ``recent_days`` up to it.
+) -> dict[int, tuple[float, IntervalBand]]:
+    """Each cut-off's blend weight and band, from the outcomes of the ``recent_days`` up to it.
 
     Those days are forecast as the stage forecasts any day (each from its own earlier cut-off) and
-    their counts are known by the cut-off: the band widens when traffic turns unusual (a holiday
-    month, a strike) and narrows back when it settles — the interval keeps its coverage where one
-    band calibrated once would not. Too few recent errors: the calibrated band stays.
+    their counts are known by the cut-off. The weight of history against the calendar is the one
+    that forecast them best, and the band is drawn from the errors of that blend: when the recent
+    past misleads (a holiday month the history stage reads as a new normal), the calendar takes
+    over; when the calendar is lost (a summer it has never seen), history does; the band widens
+    when traffic turns unusual and narrows back when it settles. The days of the training window
+    are the exception: the stage was fitted on them, so its errors there are too small; their
+    outcomes are the calibration slice's, out of sample, kept by day in the stage. Too few recent
+    outcomes: the weight and band chosen at training stay.
     """
     counted = _counted(history)
     day = local_clock(utc_nanoseconds(counted["counted_at"]))[1].astype(np.int64)
     cut_offs = np.unique(cut_off)
-    near = (day > cut_offs.min() - stage.recent_days) & (day <= cut_offs.max())
-    if not near.any():
-        return {}
-    past, past_day = counted[near], day[near]
-    past_forecast = _stage_forecast(
-        stage,
-        past,
-        model.predict(past),
-        actual,
-        expected,
-        training_last_usable_day(past_day, stage.lag_days, stage.horizon_days),
-    )
-    used = past_forecast.history_used
-    observed = past[TARGET].to_numpy(dtype=np.float64)[used]
-    predicted, scored_day = past_forecast.values[used], past_day[used]
-    bands: dict[int, IntervalBand] = {}
+    live = Outcomes(np.zeros(0), np.zeros(0), np.zeros(0))
+    live_day = np.zeros(0, dtype=np.int64)
+    # Live outcomes after the training window; within it, the slice's.
+    near = (day > max(cut_offs.min() - stage.recent_days, stage.last_training_day)) & (day <= cut_offs.max())
+    if near.any():
+        past, past_day = counted[near], day[near]
+        past_forecast = _stage_forecast(
+            stage,
+            past,
+            model.predict(past),
+            actual,
+            expected,
+            training_last_usable_day(past_day, stage.lag_days, stage.horizon_days),
+        )
+        used = past_forecast.history_used
+        live = Outcomes(
+            actual=past[TARGET].to_numpy(dtype=np.float64)[used],
+            staged=past_forecast.staged[used],
+            calendar=past_forecast.calendar[used],
+        )
+        live_day = past_day[used]
+    blends: dict[int, tuple[float, IntervalBand]] = {}
     for last in cut_offs.tolist():
-        recent = (scored_day > last - stage.recent_days) & (scored_day <= last)
-        if recent.sum() >= MIN_RECENT_ERRORS:
-            bands[last] = IntervalBand.calibrate(observed[recent], predicted[recent], stage.band.coverage)
-    return bands
+        first = last - stage.recent_days + 1
+        parts = [live.subset((live_day >= first) & (live_day <= last))]
+        parts += [
+            stage.calibration_outcomes[day]
+            for day in range(first, min(last, stage.last_training_day) + 1)
+            if day in stage.calibration_outcomes
+        ]
+        recent = Outcomes.pooled(parts)
+        if len(recent) >= MIN_RECENT_OUTCOMES:
+            blends[last] = recent.blend(stage.band.coverage)
+    return blends
 
 
 __all__ = ["Forecast", "fit_history", "forecast", "history_stage_of"]

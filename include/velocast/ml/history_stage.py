@@ -21,11 +21,12 @@ the slice (of its twin fitted before the slice); the response flags those rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
@@ -41,6 +42,12 @@ MIN_FIT_ROWS: Final = 1_000
 
 class HistoryStageError(ModelError):
     """The training window is too short for a history stage."""
+
+
+def conformity_scores(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """``(actual - predicted) / sqrt(predicted + 1)``: errors on the scale of a count's spread."""
+    scores: np.ndarray = (actual - predicted) / np.sqrt(np.clip(predicted, 0.0, None) + 1.0)
+    return scores
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,10 @@ class IntervalBand:
 
     @classmethod
     def calibrate(cls, actual: np.ndarray, predicted: np.ndarray, coverage: float) -> IntervalBand:
-        scores = (actual - predicted) / np.sqrt(np.clip(predicted, 0.0, None) + 1.0)
+        return cls.of_scores(conformity_scores(actual, predicted), coverage)
+
+    @classmethod
+    def of_scores(cls, scores: np.ndarray, coverage: float) -> IntervalBand:
         tail = (1.0 - coverage) / 2.0
         low, high = np.quantile(scores, [tail, 1.0 - tail])
         return cls(low=float(low), high=float(high), coverage=coverage, calibration_rows=len(scores))
@@ -68,10 +78,44 @@ class IntervalBand:
 
 @dataclass(frozen=True)
 class StageForecast:
-    values: np.ndarray
+    values: np.ndarray  # weight × staged + (1 − weight) × calendar where history was used
     lower: np.ndarray
     upper: np.ndarray
     history_used: np.ndarray  # bool: False where the calendar forecast stands alone
+    staged: np.ndarray  # the stage's own forecast (the calendar's where history was not used)
+    calendar: np.ndarray
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Actual counts beside the stage's and the calendar's forecasts of them (float32, one row each)."""
+
+    actual: np.ndarray
+    staged: np.ndarray
+    calendar: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actual)
+
+    @classmethod
+    def pooled(cls, parts: list[Outcomes]) -> Outcomes:
+        return cls(
+            *(
+                np.concatenate([getattr(part, name) for part in parts])
+                for name in ("actual", "staged", "calendar")
+            )
+        )
+
+    def subset(self, rows: np.ndarray) -> Outcomes:
+        return Outcomes(self.actual[rows], self.staged[rows], self.calendar[rows])
+
+    def blend(self, coverage: float) -> tuple[float, IntervalBand]:
+        """The blend weight with the least squared error on these rows, and the band of that blend."""
+        actual, staged, calendar = (
+            np.asarray(v, dtype=np.float64) for v in (self.actual, self.staged, self.calendar)
+        )
+        weight = blend_weight(actual, staged, calendar)
+        return weight, IntervalBand.calibrate(actual, weight * staged + (1.0 - weight) * calendar, coverage)
 
 
 @dataclass
@@ -85,6 +129,12 @@ class HistoryStage:
     # > 0: each forecast's band comes from the stage's errors on the last days before its cut-off
     # (``velocast.ml.forecast``); 0: ``band`` for every forecast.
     recent_days: int = 0
+    # The forecast is weight × the stage's + (1 − weight) × the calendar's (chosen on the slice).
+    weight: float = 1.0
+    # The slice's out-of-sample outcomes by local day: the recent errors of the days the stage was
+    # refitted on, where its own errors would be in-sample (too small).
+    calibration_outcomes: Mapping[int, Outcomes] = field(default_factory=dict)
+    last_training_day: int = 0
 
     def forecast(
         self,
@@ -93,11 +143,13 @@ class HistoryStage:
         calendar_expectation: np.ndarray,
     ) -> StageForecast:
         used = history.used
-        values = np.array(calendar_expectation, dtype=np.float64)
+        calendar = np.asarray(calendar_expectation, dtype=np.float64)
+        staged = calendar.copy()
         if used.any():
             matrix = _matrix(calendar_columns, history, self.feature_names)[used]
             with threadpool_limits(limits=1 if len(matrix) < SINGLE_THREAD_ROWS else None, user_api="openmp"):
-                values[used] = np.clip(self.estimator.predict(matrix), 0.0, None)
+                staged[used] = np.clip(self.estimator.predict(matrix), 0.0, None)
+        values = np.where(used, self.weight * staged + (1.0 - self.weight) * calendar, calendar)
         lower, upper = self.band.bounds(values)
         calendar_lower, calendar_upper = self.calendar_band.bounds(values)
         return StageForecast(
@@ -105,6 +157,8 @@ class HistoryStage:
             lower=np.where(used, lower, calendar_lower),
             upper=np.where(used, upper, calendar_upper),
             history_used=used,
+            staged=staged,
+            calendar=calendar,
         )
 
 
@@ -120,6 +174,15 @@ def training_last_usable_day(day: np.ndarray, lag_days: int, horizon_days: int) 
     horizon = 1 + np.mod(day, horizon_days)
     result: np.ndarray = day - lag_days - horizon
     return result
+
+
+def blend_weight(actual: np.ndarray, staged: np.ndarray, calendar: np.ndarray) -> float:
+    """The weight w in [0, 1] of w × staged + (1 − w) × calendar with the least squared error."""
+    difference = staged - calendar
+    denominator = float(np.dot(difference, difference))
+    if denominator == 0.0:
+        return 1.0
+    return float(np.clip(np.dot(difference, actual - calendar) / denominator, 0.0, 1.0))
 
 
 def calibration_start_day(day: np.ndarray, calibration_days: int) -> int:
@@ -153,6 +216,7 @@ def fit_history_stage(
     coverage: float,
     calibration_days: int,
     recent_days: int = 0,
+    refit: bool = True,
 ) -> HistoryStage:
     """Fit the stage on the training rows (located on ``actual``) before the slice, calibrate on it.
 
@@ -181,11 +245,29 @@ def fit_history_stage(
         actual, out_of_sample.expected, rows, last_usable, out_of_sample.expectation
     )
     calibration_matrix = _matrix(calendar_columns, calibration_history, feature_names)[calibration_rows]
-    calibration_prediction = np.clip(estimator.predict(calibration_matrix), 0.0, None)
+    outcomes = Outcomes(
+        actual=target[calibration_rows].astype(np.float32),
+        staged=np.clip(estimator.predict(calibration_matrix), 0.0, None).astype(np.float32),
+        calendar=out_of_sample.expectation[calibration_rows].astype(np.float32),
+    )
+    weight, band = outcomes.blend(coverage)
+    outcome_day = rows.day[calibration_rows]
+    by_day = {int(day): outcomes.subset(outcome_day == day) for day in np.unique(outcome_day)}
+    if refit:  # the slice's days are the most recent: fit on them too, now that they have served
+        estimator = clone(estimator)
+        every_row = fit_rows | calibration_rows
+        estimator.fit(
+            matrix[every_row],
+            target[every_row],
+            sample_weight=None if weights is None else weights[every_row],
+        )
     return HistoryStage(
         estimator=estimator,
         feature_names=feature_names,
-        band=IntervalBand.calibrate(target[calibration_rows], calibration_prediction, coverage),
+        weight=weight,
+        calibration_outcomes=by_day,
+        last_training_day=last_day,
+        band=band,
         calendar_band=IntervalBand.calibrate(
             target[calibration_rows], out_of_sample.expectation[calibration_rows], coverage
         ),
@@ -200,8 +282,11 @@ __all__ = [
     "HistoryStage",
     "HistoryStageError",
     "IntervalBand",
+    "Outcomes",
     "StageForecast",
+    "blend_weight",
     "calibration_start_day",
+    "conformity_scores",
     "fit_history_stage",
     "training_last_usable_day",
 ]

@@ -127,7 +127,7 @@ class HistGradientBoostingHyperparams(Hyperparams):
     interval_coverage: float = Field(0.8, ge=0.5, le=0.99)
     interval_calibration_days: int = Field(28, ge=1, le=365)
     # > 0: each band follows the stage's errors on the last days before the forecast's cut-off.
-    interval_recent_days: int = Field(7, ge=0, le=60)
+    interval_recent_days: int = Field(28, ge=0, le=60)
     # OpenMP threads; None: one for small frames, every core otherwise.
     n_threads: int | None = Field(None, ge=1, le=256)
     random_state: int = Field(0, ge=0, le=2**32 - 1)

@@ -23,7 +23,7 @@ from velocast.ml.history_stage import (
     WARM_UP_DAYS,
     HistoryStage,
     HistoryStageError,
-    IntervalBand,
+    Outcomes,
     training_last_usable_day,
 )
 from velocast.ml.model_base import ModelError, load_model
@@ -293,9 +293,10 @@ def test_training_and_serving_compute_the_same_features(
     forecast(model, train[["counter_id", "counted_at"]], train, cut_offs)
     # Training reads the features twice: through the serving calendar model (what the stage is fitted
     # on), then through one fitted before the calibration slice (what the slice is calibrated on).
-    # Serving reads them for the rows, then for the recent days its bands are drawn from.
+    # Serving reads them once: the recent days of these cut-offs are training days, whose errors
+    # are the slice's stored scores (no forecast of them is made).
     assert stage.recent_days > 0
-    assert len(trained) == 2 and len(served) == 2
+    assert len(trained) == 2 and len(served) == 1
     (train_args, train_features), (serve_args, serve_features) = trained[0], served[0]
     out_of_sample_args = trained[1][0]
     assert out_of_sample_args[0] is train_args[0] and out_of_sample_args[2] is train_args[2]
@@ -325,29 +326,62 @@ def test_training_and_serving_compute_the_same_features(
 # --- bands that follow the recent errors ---------------------------------------------------------
 
 
-def test_bands_are_drawn_from_the_stage_s_errors_on_the_days_up_to_the_cut_off(
+def test_too_few_recent_errors_leave_the_calibrated_band(
     model: HistGradientBoostingModel, targets: pd.DataFrame, slice_frame: pd.DataFrame, cut_off: int
 ) -> None:
     stage = model.history_stage
-    assert stage is not None and stage.recent_days == 7
+    assert stage is not None and stage.recent_days == 28
+    assert cut_off <= stage.last_training_day  # every recent day is a training day
+    pooled = [
+        outcomes for day, outcomes in stage.calibration_outcomes.items() if cut_off - 28 < day <= cut_off
+    ]
+    assert 0 < sum(len(outcomes) for outcomes in pooled) < 500  # 5 counters, a short slice
     result = forecast(model, targets, slice_frame, cut_off)
-    # The recent days, forecast as the stage forecasts any day (each from its own earlier cut-off).
+    blended = stage.weight * result.history_values + (1 - stage.weight) * result.calendar_values
+    assert np.array_equal(result.values, blended)
+    lower, upper = stage.band.bounds(result.values)
+    assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
+
+
+def test_after_the_training_window_blend_and_band_follow_the_recent_outcomes(
+    model: HistGradientBoostingModel, targets: pd.DataFrame, slice_frame: pd.DataFrame
+) -> None:
+    stage = model.history_stage
+    assert stage is not None
+    day = local_days(targets)
+    last_day = int(day.max())
+    on_last_day = targets[day == last_day].reset_index(drop=True)
+    cut = last_day - 1
+    result = forecast(model, on_last_day, slice_frame, cut)
+    # The days after training, forecast as the stage forecasts any day (each from its own cut-off)…
     history_day = local_days(slice_frame)
-    recent = slice_frame[(history_day > cut_off - 7) & (history_day <= cut_off)].reset_index(drop=True)
+    live = slice_frame[(history_day > stage.last_training_day) & (history_day <= cut)].reset_index(drop=True)
+    assert len(live) > 0
     past = forecast(
         model,
-        recent,
+        live,
         slice_frame,
-        training_last_usable_day(local_days(recent), stage.lag_days, stage.horizon_days),
+        training_last_usable_day(local_days(live), stage.lag_days, stage.horizon_days),
     )
-    assert past.history_used.sum() >= 500
     used = past.history_used
-    band = IntervalBand.calibrate(recent["hourly_count"].to_numpy()[used], past.values[used], 0.8)
+    live_outcomes = Outcomes(
+        live["hourly_count"].to_numpy(dtype=np.float64)[used],
+        past.history_values[used],
+        past.calendar_values[used],
+    )
+    # … pooled with the slice's outcomes of the recent training days.
+    stored = [
+        outcomes
+        for d, outcomes in stage.calibration_outcomes.items()
+        if cut - 28 < d <= stage.last_training_day
+    ]
+    weight, band = Outcomes.pooled([live_outcomes, *stored]).blend(0.8)
+    expected = weight * result.history_values + (1.0 - weight) * result.calendar_values
+    assert np.array_equal(result.values, expected)
     lower, upper = band.bounds(result.values)
     assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
-    # Not the band calibrated once at training: the check above can fail.
-    _, static_upper = stage.band.bounds(result.values)
-    assert not np.array_equal(result.upper, static_upper)
+    # Not what training chose (the whole slice is in this window): the checks above can fail.
+    assert weight != stage.weight and band != stage.band
 
 
 def test_without_recent_days_the_calibrated_band_is_used(
@@ -356,5 +390,9 @@ def test_without_recent_days_the_calibrated_band_is_used(
     fixed = build_model("hgb", {**HISTORY_ON, "interval_recent_days": 0}).fit(train)
     assert isinstance(fixed, HistGradientBoostingModel) and fixed.history_stage is not None
     result = forecast(fixed, targets, slice_frame, cut_off)
-    lower, upper = fixed.history_stage.band.bounds(result.values)
+    stage = fixed.history_stage
+    assert np.array_equal(
+        result.values, stage.weight * result.history_values + (1 - stage.weight) * result.calendar_values
+    )
+    lower, upper = stage.band.bounds(result.values)
     assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
