@@ -63,16 +63,22 @@ def _counted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame[TARGET].notna() & frame["counter_id"].notna()]
 
 
-def _grids(model: VelocastModel, history: pd.DataFrame) -> tuple[HourlyGrid, HourlyGrid]:
-    """The actual counts of ``history`` and the calendar model's expectation of the same cells."""
+def _grids(
+    model: VelocastModel, history: pd.DataFrame, expectation: np.ndarray | None = None
+) -> tuple[HourlyGrid, HourlyGrid]:
+    """The actual counts of ``history`` and the calendar model's expectation of the same cells.
+
+    ``expectation``: the model's predictions of ``history``'s counted rows, if already made.
+    """
     rows = _counted(history)
     counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
     located = local_rows(
         rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
     )
+    if expectation is None:
+        expectation = model.predict(rows) if len(rows) else np.zeros(0)
     actual = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
-    expected = HourlyGrid.of_rows(counters, located, model.predict(rows) if len(rows) else np.zeros(0))
-    return actual, expected
+    return actual, HourlyGrid.of_rows(counters, located, expectation)
 
 
 def fit_history(
@@ -105,15 +111,16 @@ def fit_history(
             f"needs {WARM_UP_DAYS} days of warm-up, rows to fit and a calibration slice"
         )
     early = calendar_model().fit(before_slice)
-    actual, expected = _grids(model, rows)
-    _, early_expected = _grids(early, rows)
+    expectation, early_expectation = model.predict(rows), early.predict(rows)
+    actual, expected = _grids(model, rows, expectation)
+    _, early_expected = _grids(early, rows, early_expectation)
     located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
     return fit_history_stage(
         actual=actual,
         rows=located,
         target=rows[TARGET].to_numpy(dtype=np.float64),
-        fitted=CalendarView(expected=expected, expectation=model.predict(rows)),
-        out_of_sample=CalendarView(expected=early_expected, expectation=early.predict(rows)),
+        fitted=CalendarView(expected=expected, expectation=expectation),
+        out_of_sample=CalendarView(expected=early_expected, expectation=early_expectation),
         calendar_columns=calendar_arrays(utc_ns).calendar_columns(),
         weights=weights,
         estimator=estimator,
