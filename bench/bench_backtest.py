@@ -29,14 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[1]
-    / "tests"
-    / "data"
-    / "paris_bike_counts"
-    / "regine_nj_projetvelo"
-    / "dataset_projet_velo.parquet"
-)
+from served_champion import REGINE_NJ
+
 WINDOWS: dict[str, tuple[str, str, str]] = {
     "winter": ("2024-01-01", "2024-01-01", "2024-02-26"),
     "summer": ("2023-07-01", "2023-07-01", "2023-09-11"),
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="counts file (any variant normalize reads)"
+        "--data", type=Path, default=REGINE_NJ, help="counts file (any variant normalize reads)"
     )
     parser.add_argument("--windows", nargs="+", choices=sorted(WINDOWS), default=list(WINDOWS))
     parser.add_argument("--hyperparams", default="{}", help="JSON object for hgb")

@@ -191,19 +191,11 @@ def run_backtest(
     return BacktestResult(predictions=predictions, metrics=metrics, model=model)
 
 
-def _stage_summary(model: VelocastModel) -> dict[str, Any] | None:
+def _stage_summary(model: VelocastModel) -> dict[str, float | None] | None:
     stage = history_stage_of(model)
     if stage is None:
         return None
-    return {
-        "weight": stage.weight,
-        "calibrated_band": {
-            "low": stage.band.low,
-            "high": stage.band.high,
-            "rows": stage.band.calibration_rows,
-        },
-        "recent_days": stage.recent_days,
-    }
+    return {key: None if np.isnan(value) else value for key, value in stage.summary().items()}
 
 
 def _last_week(rows: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:

@@ -136,6 +136,22 @@ class HistoryStage:
     calibration_outcomes: Mapping[int, Outcomes] = field(default_factory=dict)
     last_training_day: int = 0
 
+    def summary(self) -> dict[str, float]:
+        """What a run should log: the blend, the band and the slice's scores (out of sample)."""
+        slice_outcomes = Outcomes.pooled(list(self.calibration_outcomes.values()))
+        actual = np.asarray(slice_outcomes.actual, dtype=np.float64)
+        blended = self.weight * slice_outcomes.staged + (1.0 - self.weight) * slice_outcomes.calendar
+        return {
+            "weight": self.weight,
+            "band_low": self.band.low,
+            "band_high": self.band.high,
+            "band_coverage": self.band.coverage,
+            "calibration_rows": float(self.band.calibration_rows),
+            "slice_r2": _r2(actual, np.asarray(blended, dtype=np.float64)),
+            "slice_calendar_r2": _r2(actual, np.asarray(slice_outcomes.calendar, dtype=np.float64)),
+            "recent_days": float(self.recent_days),
+        }
+
     def forecast(
         self,
         calendar_columns: Mapping[str, np.ndarray],
@@ -160,6 +176,11 @@ class HistoryStage:
             staged=staged,
             calendar=calendar,
         )
+
+
+def _r2(actual: np.ndarray, predicted: np.ndarray) -> float:
+    total = float(np.sum((actual - actual.mean()) ** 2)) if len(actual) else 0.0
+    return float("nan") if total == 0.0 else 1.0 - float(np.sum((actual - predicted) ** 2)) / total
 
 
 def _matrix(

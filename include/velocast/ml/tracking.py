@@ -40,6 +40,7 @@ from mlflow.utils.rest_utils import http_request
 from velocast.errors import ConflictError, UnavailableError
 from velocast.ml.decisions import DecisionResult
 from velocast.ml.evaluation import DoubleEvaluation, Metrics, ModelScores
+from velocast.ml.forecast import history_stage_of
 from velocast.ml.model_base import ModelError, VelocastModel
 from velocast.ml.plots import write_evaluation_plots
 from velocast.ml.pyfunc import (
@@ -219,6 +220,13 @@ class Tracker:
                     for key, value in data.items()
                     if isinstance(value, (int, float)) and not isinstance(value, bool)
                 }
+                stage = history_stage_of(model)
+                if stage is not None:  # the blend and the band, scored on the slice out of sample
+                    metrics |= {
+                        f"history.{key}": value
+                        for key, value in stage.summary().items()
+                        if not math.isnan(value)
+                    }
                 gain = None if decision is None else decision.metrics.get("r2_gain_test_current")
                 if gain is not None:
                     metrics["decision.r2_gain_test_current"] = gain

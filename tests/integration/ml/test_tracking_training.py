@@ -454,3 +454,27 @@ def test_cli_evaluate_and_promote(
     status, output = run_cli(cmd_promote, ["promote", "--model-type", "hgb", "--run-id", "nope"], ml_settings)
     assert status == 2
     assert output["type"] == "UnknownRunError"
+
+
+def test_a_model_with_history_logs_its_blend_and_band_and_loads_with_them(
+    ml_settings: VelocastSettings, data_source: str, current_rows: list[dict[str, Any]]
+) -> None:
+    request = TrainingRequest(
+        model_type="hgb",
+        hyperparams={**FAST, "history": True},
+        env="dev",
+        data_source=data_source,
+        current_data=current_rows,
+    )
+    result = timed_training("history", request, ml_settings)
+    model = result.model
+    assert isinstance(model, HistGradientBoostingModel) and model.history_stage is not None
+    summary = model.history_stage.summary()
+    metrics = MlflowClient(ml_settings.mlflow_tracking_uri).get_run(result.run_id).data.metrics
+    assert {key: metrics[f"history.{key}"] for key in summary} == pytest.approx(summary)
+    assert 0.0 <= metrics["history.weight"] <= 1.0
+    assert metrics["history.band_low"] < 0 < metrics["history.band_high"]
+    # The registered model is the same model, history stage included.
+    loaded = load_velocast_model(result.model_uri, settings=ml_settings)
+    assert isinstance(loaded, HistGradientBoostingModel) and loaded.history_stage is not None
+    assert loaded.history_stage.summary() == pytest.approx(summary)

@@ -142,6 +142,8 @@ def test_the_three_forecasters_are_scored_on_the_same_rows(result: BacktestResul
         "horizon_days": 2,
     }
     assert metrics["hyperparams"]["history"] is True
+    stage = result.model.history_stage  # type: ignore[attr-defined]
+    assert metrics["history_stage"]["weight"] == stage.weight
 
 
 def test_a_calendar_only_model_is_its_own_twin(counts: pd.DataFrame) -> None:

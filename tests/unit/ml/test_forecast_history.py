@@ -396,3 +396,19 @@ def test_without_recent_days_the_calibrated_band_is_used(
     )
     lower, upper = stage.band.bounds(result.values)
     assert np.array_equal(result.lower, lower) and np.array_equal(result.upper, upper)
+
+
+def test_the_stage_summary_scores_the_slice_out_of_sample(model: HistGradientBoostingModel) -> None:
+    stage = model.history_stage
+    assert stage is not None
+    summary = stage.summary()
+    pooled = Outcomes.pooled(list(stage.calibration_outcomes.values()))
+    actual = pooled.actual.astype(np.float64)
+    blended = stage.weight * pooled.staged + (1 - stage.weight) * pooled.calendar
+    r2 = 1 - np.sum((actual - blended) ** 2) / np.sum((actual - actual.mean()) ** 2)
+    assert summary["slice_r2"] == pytest.approx(r2)
+    assert summary["weight"] == stage.weight and summary["calibration_rows"] == len(pooled)
+    assert summary["band_low"] == stage.band.low and summary["band_high"] == stage.band.high
+    # The slice's band covers the slice's blend as calibrated.
+    lower, upper = stage.band.bounds(np.asarray(blended, dtype=np.float64))
+    assert np.mean((lower <= actual) & (actual <= upper)) == pytest.approx(0.8, abs=0.02)
