@@ -184,6 +184,7 @@ def run_backtest(
         "hyperparams": model.hyperparams,
         "training_rows": len(train),
         "history_stage": _stage_summary(model),
+        "broken_runs_left_out_of_training": [run.message() for run in getattr(model, "broken_runs", ())],
         "forecast_rows": len(predictions),
         "timings": timings,
         **score_backtest(predictions),

@@ -38,6 +38,8 @@ from velocast.ml.model_base import TARGET, ModelError, VelocastModel
 
 # Fewer recent errors than this (a handful of counters, a gap): the calibrated band stays.
 MIN_RECENT_OUTCOMES: Final = 500
+# Recent outcomes weigh half as much every this many days back (None: all days alike).
+RECENT_HALF_LIFE_DAYS: float | None = None
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -251,15 +253,18 @@ def _recent_blends(
     blends: dict[int, tuple[float, IntervalBand]] = {}
     for last in cut_offs.tolist():
         first = last - stage.recent_days + 1
-        parts = [live.subset((live_day >= first) & (live_day <= last))]
-        parts += [
-            stage.calibration_outcomes[day]
-            for day in range(first, min(last, stage.last_training_day) + 1)
-            if day in stage.calibration_outcomes
-        ]
+        in_window = (live_day >= first) & (live_day <= last)
+        parts, part_days = [live.subset(in_window)], [live_day[in_window]]
+        for stored_day in range(first, min(last, stage.last_training_day) + 1):
+            if stored_day in stage.calibration_outcomes:
+                parts.append(stage.calibration_outcomes[stored_day])
+                part_days.append(np.full(len(stage.calibration_outcomes[stored_day]), stored_day))
         recent = Outcomes.pooled(parts)
         if len(recent) >= MIN_RECENT_OUTCOMES:
-            blends[last] = recent.blend(stage.band.coverage)
+            weights = None
+            if RECENT_HALF_LIFE_DAYS is not None:
+                weights = np.power(0.5, (last - np.concatenate(part_days)) / RECENT_HALF_LIFE_DAYS)
+            blends[last] = recent.blend(stage.band.coverage, weights)
     return blends
 
 

@@ -41,6 +41,7 @@ from pydantic import Field, field_validator
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
+from velocast.ml.broken import BrokenRun, broken_rows
 from velocast.ml.features import (
     CALENDAR_FEATURES,
     COUNTER_FEATURE,
@@ -130,6 +131,11 @@ class HistGradientBoostingHyperparams(Hyperparams):
     interval_calibration_days: int = Field(28, ge=1, le=365)
     # > 0: each band follows the stage's errors on the last days before the forecast's cut-off.
     interval_recent_days: int = Field(28, ge=0, le=60)
+    # Runs of zeros, of one stuck value or of days at a fraction of the usual where the counter
+    # usually counts (``velocast.ml.broken``) are a broken loop, not traffic: on, they are left out
+    # of the fit and of the level factors, and the counter keeps its level from before. Off by
+    # default: a loop broken for months still reads 0 in the hold-out, which scores (all rows) count.
+    drop_broken_runs: bool = False
     # OpenMP threads; None: one for small frames, every core otherwise.
     n_threads: int | None = Field(None, ge=1, le=256)
     random_state: int = Field(0, ge=0, le=2**32 - 1)
@@ -198,6 +204,8 @@ class HistGradientBoostingModel(VelocastModel):
     hyperparams_schema = HistGradientBoostingHyperparams
     # None: calendar only (and what files saved before the stage existed read as).
     history_stage: HistoryStage | None = None
+    # The broken runs left out of the last fit (reported by the training job and the backtest).
+    broken_runs: tuple[BrokenRun, ...] = ()
 
     def __init__(self, hyperparams: dict[str, Any] | None = None) -> None:
         super().__init__(hyperparams)
@@ -223,8 +231,13 @@ class HistGradientBoostingModel(VelocastModel):
     def fit(self, normalized: pd.DataFrame) -> VelocastModel:
         """The calendar model, then (``history`` on) the history stage on the same rows."""
         self.history_stage = None
-        super().fit(normalized)
         params = self.params
+        self.broken_runs = ()
+        if params.drop_broken_runs:
+            broken, cells = broken_rows(normalized)
+            normalized = normalized[~broken]
+            self.broken_runs = cells.runs
+        super().fit(normalized)
         if params.history:
             train = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()]
             try:
@@ -283,8 +296,6 @@ class HistGradientBoostingModel(VelocastModel):
                 f"hgb supports at most {MAX_HGB_COUNTERS} counters as a categorical, got {n_counters}"
             )
         params = self.params
-        # Age of each row, in days, relative to the end of the training data.
-        age_days = ((counted_at.max() - counted_at).dt.total_seconds() / 86_400.0).to_numpy()
         weights = self._recency_weights(counted_at)
         estimator = self._estimator(categorical=True)
         with self._threads(len(frame)):
@@ -294,7 +305,13 @@ class HistGradientBoostingModel(VelocastModel):
 
         factors = np.ones(n_counters, dtype=np.float64)
         if params.level_window_days > 0:
-            recent = age_days < params.level_window_days
+            # Each counter's own last days: one whose data stopped (a broken loop left out of the
+            # fit, a counter removed) keeps the level it had before, not that of its last hours.
+            stamps = pd.Series(counted_at.to_numpy(), index=codes)
+            counter_age_days = (
+                (stamps.groupby(level=0).transform("max") - stamps).dt.total_seconds() / 86_400.0
+            ).to_numpy()
+            recent = counter_age_days < params.level_window_days
             with self._threads(int(recent.sum())):
                 fitted = np.clip(estimator.predict(frame[recent]), 0.0, None)
             recent_codes = codes[recent]
