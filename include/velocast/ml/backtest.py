@@ -11,7 +11,8 @@ model's calendar-only twin (its first stage: what the model says without history
 same-hour-last-week baseline (the count at the same local hour 7 days earlier). Rows without a
 last-week count are left out of every score, so the three are always compared on equal rows.
 Metrics: R², RMSE, MAE, WAPE (Σ|error| / Σ actual), and the interval's coverage and mean width;
-overall, per horizon and per ISO week.
+overall, per horizon and per ISO week, and overall without the counts of broken loops
+(``velocast.ml.broken``, found on the whole data: scoring is no forecast).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from velocast.errors import RequestError
+from velocast.ml.broken import broken_rows
 from velocast.ml.calendar import local_clock, utc_nanoseconds
 from velocast.ml.forecast import forecast, history_stage_of
 from velocast.ml.history import HourlyGrid, local_rows
@@ -153,6 +155,9 @@ def run_backtest(
 
     target_day = day[in_window]
     last_week = _last_week(rows, targets)
+    # Scoring may look at the whole data (it is not a forecast): counts read by a broken loop are
+    # scored apart, since they measure the loop, not the traffic.
+    broken_actual = broken_rows(rows)[0][in_window]
     frames = []
     for horizon in range(1, window.horizon_days + 1):
         report(f"forecasting {len(targets):,} rows at horizon {horizon}", horizon / (window.horizon_days + 1))
@@ -172,6 +177,7 @@ def run_backtest(
                     "calendar_prediction": result.calendar_values,
                     "last_week": last_week,
                     "actual": targets[TARGET].to_numpy(dtype=np.float64),
+                    "actual_broken": broken_actual,
                     "history_used": result.history_used,
                 }
             )
@@ -252,9 +258,13 @@ def score_backtest(predictions: pd.DataFrame) -> dict[str, Any]:
     scored = predictions[predictions["last_week"].notna()]
     iso = pd.to_datetime(scored["local_date"]).dt.isocalendar()
     week = iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)
+    healthy = scored[~scored["actual_broken"]] if "actual_broken" in scored else scored
     return {
         "rows_without_last_week": int(len(predictions) - len(scored)),
         "overall": _block(scored),
+        # The same, without the counts of broken runs (``velocast.ml.broken``): what a forecast of
+        # the traffic is judged on where loops failed during the window.
+        "overall_without_broken_actuals": _block(healthy),
         "by_horizon": {str(h): _block(group) for h, group in scored.groupby("horizon_days")},
         "by_week": {str(w): _block(group) for w, group in scored.groupby(week.to_numpy())},
     }

@@ -174,3 +174,24 @@ def test_a_window_without_rows_is_refused(counts: pd.DataFrame) -> None:
         run_backtest(counts, BacktestWindow.of("2022-01-01", "2023-03-13", "2023-03-20"), hyperparams=FAST)
     with pytest.raises(BacktestError, match="no counted row from 2024-01-01"):
         run_backtest(counts, BacktestWindow.of("2023-03-13", "2024-01-01", "2024-01-08"), hyperparams=FAST)
+
+
+def test_counts_of_a_broken_loop_are_scored_apart(counts: pd.DataFrame, result: BacktestResult) -> None:
+    assert not result.predictions["actual_broken"].any()  # the real slice's loops all work
+    assert result.metrics["overall_without_broken_actuals"] == result.metrics["overall"]
+    # The first counter reads 0 from 2023-03-20 to 03-23 (4 days where hundreds of bikes pass).
+    dark = counts.copy()
+    dates = _local_dates(dark)
+    out = (dark["counter_id"] == COUNTERS[0]) & (dates >= pd.Timestamp("2023-03-20").date())
+    out &= dates <= pd.Timestamp("2023-03-23").date()
+    dark.loc[out, "hourly_count"] = 0.0
+    metrics = run_backtest(dark, WINDOW, hyperparams=FAST)
+    predictions = metrics.predictions
+    flagged = predictions["actual_broken"]
+    assert set(predictions.loc[flagged, "counter_id"]) == {COUNTERS[0]}
+    assert set(predictions.loc[flagged, "local_date"]) == {
+        pd.Timestamp(f"2023-03-{d}").date() for d in (20, 21, 22, 23)
+    }
+    scored = predictions[predictions["last_week"].notna()]
+    assert metrics.metrics["overall_without_broken_actuals"]["rows"] == int((~scored["actual_broken"]).sum())
+    assert metrics.metrics["overall_without_broken_actuals"]["rows"] < metrics.metrics["overall"]["rows"]
