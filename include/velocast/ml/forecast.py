@@ -3,8 +3,10 @@
 ``fit_history(model, train)`` is what ``HistGradientBoostingModel.fit`` runs after the calendar
 model when its ``history`` hyper-parameter is on; ``forecast(model, targets, history, last_usable_day)``
 forecasts rows from the actuals of ``history`` up to each row's last usable local day, with an
-interval and a flag saying whether history was used. A model without a history stage (``rf``,
-``hgb`` with ``history`` off) forecasts from the calendar, every row flagged so, without a band.
+interval and a flag saying whether history was used; each cut-off's blend of history and calendar
+and its band come from the outcomes of the days just before it (``_recent_blends``). A model
+without a history stage (``rf``, ``hgb`` with ``history`` off) forecasts from the calendar, every
+row flagged so, without a band.
 
 Training and serving build the history features through the same function
 (``velocast.ml.history.history_features``), from the same grids.

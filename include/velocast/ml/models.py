@@ -16,9 +16,14 @@ Types:
   - recent rows weigh more (``recency_half_life_days``): cycling grows and counters change from
     year to year, and the next day looks more like last month than like last spring;
   - a per-counter level factor (``level_window_days``): the ratio of the counts to the model's
-    own predictions over the last days of the training data. A counter that broke down (reads 0)
-    or was moved keeps its recent level instead of last year's. It is a parameter of the fitted
-    model, so predictions still need nothing but the counter and the hour.
+    own predictions over the counter's last days in the training data. A counter that was moved
+    keeps its recent level instead of last year's; one whose loop broke (``drop_broken_runs``,
+    ``velocast.ml.broken``) keeps its level from before. It is a parameter of the fitted model,
+    so predictions still need nothing but the counter and the hour.
+
+  With ``history`` on, a second stage reads what each counter just did (``velocast.ml.forecast``:
+  recent-history features, a blend with the calendar and calibrated intervals); ``predict``
+  stays the calendar forecast, ``velocast.ml.forecast.forecast`` is the one with history.
 
 * ``rf``: the original system's model, kept for comparison: ``RandomForestRegressor`` (50 trees,
   depth 20) on the one-hot counter and the same calendar features, raw target.
