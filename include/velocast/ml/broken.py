@@ -37,6 +37,8 @@ from velocast.ml.history import HourlyGrid
 from velocast.ml.model_base import TARGET
 
 STUCK_SPREAD_SHARE: Final = 0.1
+# Days a forecast's broken-run search looks back from its cut-off: the history features read 28.
+AS_OF_LOOKBACK_DAYS: Final = 35
 # A day that reads under this share of its expected total is a collapsed day.
 COLLAPSED_SHARE: Final = 0.3
 _EPOCH: Final = dt.date(1970, 1, 1)
@@ -347,9 +349,42 @@ def broken_rows(normalized: pd.DataFrame) -> tuple[np.ndarray, BrokenCells]:
     return broken, cells
 
 
+class BrokenAsOf:
+    """Broken cells as a forecast with a given cut-off could know them: found on the
+    ``lookback_days`` up to the cut-off only, so nothing later leaks in (a run counts from the day
+    it is long enough to qualify, not before), against the calendar model's expectation.
+
+    ``window(cut_off)`` gives those days' actual grid with the broken cells missing, the expected
+    grid of the same days and the cells found; computed once per cut-off.
+    """
+
+    def __init__(
+        self, actual: HourlyGrid, expected: HourlyGrid, lookback_days: int = AS_OF_LOOKBACK_DAYS
+    ) -> None:
+        self.actual, self.expected, self.lookback_days = actual, expected, lookback_days
+        self._windows: dict[int, tuple[HourlyGrid, HourlyGrid, BrokenCells]] = {}
+
+    def window(self, cut_off: int) -> tuple[HourlyGrid, HourlyGrid, BrokenCells]:
+        if cut_off not in self._windows:
+            first = max(cut_off - self.lookback_days + 1, self.actual.first_day)
+            last = min(cut_off, self.actual.last_day)
+            start, stop = (
+                first - self.actual.first_day,
+                max(last - self.actual.first_day + 1, first - self.actual.first_day),
+            )
+            actual = HourlyGrid(self.actual.counters, first, self.actual.values[:, start:stop])
+            expected = HourlyGrid(self.expected.counters, first, self.expected.values[:, start:stop])
+            cells = broken_cells(actual, expected)
+            masked = HourlyGrid(actual.counters, first, np.where(cells.mask, np.nan, actual.values))
+            self._windows[cut_off] = (masked, expected, cells)
+        return self._windows[cut_off]
+
+
 __all__ = [
+    "AS_OF_LOOKBACK_DAYS",
     "COLLAPSED_SHARE",
     "STUCK_SPREAD_SHARE",
+    "BrokenAsOf",
     "BrokenCells",
     "BrokenRun",
     "broken_cells",

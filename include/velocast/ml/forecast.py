@@ -21,9 +21,19 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import pandas as pd
 
+from velocast.ml.broken import BrokenAsOf, BrokenCells
 from velocast.ml.calendar import local_clock, utc_nanoseconds
 from velocast.ml.features import calendar_arrays
-from velocast.ml.history import HourlyGrid, history_features, local_rows
+from velocast.ml.history import (
+    HISTORY_FEATURES,
+    NO_COUNTER,
+    WINDOW_DAYS,
+    HistoryFeatures,
+    HourlyGrid,
+    LocalRows,
+    history_features,
+    local_rows,
+)
 from velocast.ml.history_stage import (
     WARM_UP_DAYS,
     CalendarView,
@@ -59,6 +69,9 @@ class Forecast:
     # where history was not used.
     history_values: np.ndarray
     history_used: np.ndarray  # bool
+    # bool: the counter's loop read as broken in the week up to the cut-off (``drop_broken_runs``
+    # models): its broken counts were skipped and its forecast keeps its level from before.
+    recent_broken: np.ndarray
     unseen_counters: tuple[str, ...]
     unseen_counter_rows: int
 
@@ -164,20 +177,26 @@ def forecast(
             calendar_values=calendar.values,
             history_values=calendar.values,
             history_used=np.zeros(n, dtype=bool),
+            recent_broken=np.zeros(n, dtype=bool),
             unseen_counters=calendar.unseen_counters,
             unseen_counter_rows=calendar.unseen_counter_rows,
         )
     if targets["counter_id"].isna().any() or targets["counted_at"].isna().any():
         raise ModelError("every row to forecast needs a counter_id and a counted_at")
     actual, expected = _grids(model, history)
+    # Models that leave broken runs out of their fit skip them in the history too, as known by
+    # each cut-off (``velocast.ml.broken.BrokenAsOf``).
+    broken = BrokenAsOf(actual, expected) if model.hyperparams.get("drop_broken_runs") else None
     day = local_clock(utc_nanoseconds(targets["counted_at"]))[1].astype(np.int64)
     # A row never reads its own day or later, whatever the cut-off says (its band included).
     cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), day - 1)
-    result = _stage_forecast(stage, targets, calendar.values, actual, expected, cut_off)
+    result, recent_broken = _stage_forecast(
+        stage, targets, calendar.values, actual, expected, cut_off, broken
+    )
     values, lower, upper = result.values.copy(), result.lower.copy(), result.upper.copy()
     if stage.recent_days > 0 and result.history_used.any():
         for last, (weight, band) in _recent_blends(
-            model, stage, history, actual, expected, cut_off[result.history_used]
+            model, stage, history, actual, expected, cut_off[result.history_used], broken
         ).items():
             rows = result.history_used & (cut_off == last)
             values[rows] = weight * result.staged[rows] + (1.0 - weight) * result.calendar[rows]
@@ -189,6 +208,7 @@ def forecast(
         calendar_values=calendar.values,
         history_values=result.staged,
         history_used=result.history_used,
+        recent_broken=recent_broken,
         unseen_counters=calendar.unseen_counters,
         unseen_counter_rows=calendar.unseen_counter_rows,
     )
@@ -201,11 +221,37 @@ def _stage_forecast(
     actual: HourlyGrid,
     expected: HourlyGrid,
     cut_off: np.ndarray,
-) -> StageForecast:
+    broken: BrokenAsOf | None = None,
+) -> tuple[StageForecast, np.ndarray]:
+    """The stage's forecast of ``frame``'s rows, and whether each row's counter read as broken in
+    the week up to its cut-off (always False without ``broken``)."""
     utc_ns = utc_nanoseconds(frame["counted_at"])
     rows = local_rows(frame["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
-    features = history_features(actual, expected, rows, cut_off, calendar_values)
-    return stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar_values)
+    recent_broken = np.zeros(len(rows.day), dtype=bool)
+    if broken is None:
+        features = history_features(actual, expected, rows, cut_off, calendar_values)
+    else:  # one window per cut-off: the broken cells known by then are missing data
+        columns = {name: np.full(len(rows.day), np.nan) for name in HISTORY_FEATURES}
+        for last in np.unique(cut_off).tolist():
+            group = np.flatnonzero(cut_off == last)
+            masked, window_expected, cells = broken.window(last)
+            located = LocalRows(counter=rows.counter[group], day=rows.day[group], hour=rows.hour[group])
+            part = history_features(masked, window_expected, located, cut_off[group], calendar_values[group])
+            for name, values in part.columns.items():
+                columns[name][group] = values
+            recent_broken[group] = _broke_in_last_week(cells, located.counter, masked.first_day, last)
+        features = HistoryFeatures(columns=columns)
+    forecast = stage.forecast(calendar_arrays(utc_ns).calendar_columns(), features, calendar_values)
+    return forecast, recent_broken
+
+
+def _broke_in_last_week(cells: BrokenCells, counter: np.ndarray, first_day: int, last: int) -> np.ndarray:
+    if not cells.runs:
+        return np.zeros(len(counter), dtype=bool)
+    start = max(last - WINDOW_DAYS + 1 - first_day, 0)
+    broken_counters: np.ndarray = np.asarray(cells.mask[:, start:].any(axis=(1, 2)))
+    result: np.ndarray = (counter != NO_COUNTER) & broken_counters[np.maximum(counter, 0)]
+    return result
 
 
 def _recent_blends(
@@ -215,6 +261,7 @@ def _recent_blends(
     actual: HourlyGrid,
     expected: HourlyGrid,
     cut_off: np.ndarray,
+    broken: BrokenAsOf | None = None,
 ) -> dict[int, tuple[float, IntervalBand]]:
     """Each cut-off's blend weight and band, from the outcomes of the ``recent_days`` up to it.
 
@@ -232,18 +279,21 @@ def _recent_blends(
     day = local_clock(utc_nanoseconds(counted["counted_at"]))[1].astype(np.int64)
     cut_offs = np.unique(cut_off)
     live = Outcomes(np.zeros(0), np.zeros(0), np.zeros(0))
-    live_day = np.zeros(0, dtype=np.int64)
+    live_cells = LocalRows(
+        counter=np.zeros(0, dtype=np.intp), day=np.zeros(0, dtype=np.int64), hour=np.zeros(0, dtype=np.intp)
+    )
     # Live outcomes after the training window; within it, the slice's.
     near = (day > max(cut_offs.min() - stage.recent_days, stage.last_training_day)) & (day <= cut_offs.max())
     if near.any():
         past, past_day = counted[near], day[near]
-        past_forecast = _stage_forecast(
+        past_forecast, _ = _stage_forecast(
             stage,
             past,
             model.predict(past),
             actual,
             expected,
             training_last_usable_day(past_day, stage.lag_days, stage.horizon_days),
+            broken,
         )
         used = past_forecast.history_used
         live = Outcomes(
@@ -251,11 +301,22 @@ def _recent_blends(
             staged=past_forecast.staged[used],
             calendar=past_forecast.calendar[used],
         )
-        live_day = past_day[used]
+        located = local_rows(
+            past["counter_id"].astype(str).tolist(), utc_nanoseconds(past["counted_at"]), actual.counters
+        )
+        live_cells = LocalRows(counter=located.counter[used], day=located.day[used], hour=located.hour[used])
+    live_day = live_cells.day
     blends: dict[int, tuple[float, IntervalBand]] = {}
     for last in cut_offs.tolist():
         first = last - stage.recent_days + 1
         in_window = (live_day >= first) & (live_day <= last)
+        if broken is not None and in_window.any():  # a broken loop's counts say nothing of the stage
+            masked, _, _ = broken.window(last)
+            index = np.flatnonzero(in_window & (live_day >= masked.first_day))
+            cells = masked.values[
+                live_cells.counter[index], live_day[index] - masked.first_day, live_cells.hour[index]
+            ]
+            in_window[index[np.isnan(cells)]] = False
         parts, part_days = [live.subset(in_window)], [live_day[in_window]]
         for stored_day in range(first, min(last, stage.last_training_day) + 1):
             if stored_day in stage.calibration_outcomes:
