@@ -73,6 +73,12 @@ def report(name: str, metrics: dict[str, Any]) -> list[str]:
         f"| **all** | **{model:.4f}** | {twin:.4f} | {last_week:.4f} | {coverage:.1%} | "
         f"{overall['model']['interval_mean_width']:.1f} |"
     )
+    healthy = metrics["overall_without_broken_actuals"]
+    print(
+        f"without the counts of broken loops ({overall['rows'] - healthy['rows']:,} rows): model R² "
+        f"{_r2(healthy, 'model'):.4f}, calendar-only {_r2(healthy, 'calendar_only'):.4f}, "
+        f"last week {_r2(healthy, 'last_week'):.4f}"
+    )
     for horizon, block in metrics["by_horizon"].items():
         print(
             f"horizon {horizon} d: model R² {_r2(block, 'model'):.4f}, "

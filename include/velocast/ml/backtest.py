@@ -179,6 +179,7 @@ def run_backtest(
                     "actual": targets[TARGET].to_numpy(dtype=np.float64),
                     "actual_broken": broken_actual,
                     "history_used": result.history_used,
+                    "recent_broken": result.recent_broken,
                 }
             )
         )

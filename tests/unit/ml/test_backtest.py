@@ -61,6 +61,7 @@ def test_every_counted_hour_of_the_window_is_forecast_at_every_horizon(
         in_window["counted_at"].dt.tz_convert("Europe/Paris").dt.date
     )
     assert predictions["history_used"].all()  # every counter has weeks of history here
+    assert not predictions["recent_broken"].any()  # flagged only by drop_broken_runs models
     assert (predictions["lower"] <= predictions["prediction"]).all()
     assert (predictions["prediction"] <= predictions["upper"]).all()
     assert (predictions["lower"] >= 0).all()
