@@ -27,10 +27,10 @@ import pandas as pd
 
 from velocast.errors import RequestError
 from velocast.ml.broken import broken_rows
-from velocast.ml.calendar import local_clock, utc_nanoseconds
+from velocast.ml.calendar import local_days, utc_nanoseconds
 from velocast.ml.forecast import forecast, history_stage_of
 from velocast.ml.history import HourlyGrid, local_rows
-from velocast.ml.model_base import TARGET, VelocastModel
+from velocast.ml.model_base import TARGET, VelocastModel, counted_rows
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE
 from velocast.ml.models import build_model
 
@@ -119,10 +119,6 @@ def backtest_hyperparams(
     return merged
 
 
-def _local_day(counted_at: pd.Series) -> np.ndarray:
-    return local_clock(utc_nanoseconds(counted_at))[1].astype(np.int64)
-
-
 def _day_number(day: pd.Timestamp) -> int:
     return int(np.datetime64(day.date(), "D").astype(np.int64))
 
@@ -138,11 +134,11 @@ def run_backtest(
     """Fit on the rows before ``window.train_until``, forecast and score every day of the window."""
     report = progress or (lambda step, fraction: None)
     timings: dict[str, float] = {}
-    rows = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()].reset_index(drop=True)
+    rows = counted_rows(normalized).reset_index(drop=True)
     train = rows[rows["counted_at"] < window.train_until]
     if train.empty:
         raise BacktestError(f"no counted row before {window.train_until.date()} to train on")
-    day = _local_day(rows["counted_at"])
+    day = local_days(rows["counted_at"])
     in_window = (day >= _day_number(window.start)) & (day < _day_number(window.end))
     targets = rows[in_window].reset_index(drop=True)
     if targets.empty:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from velocast.ml.calendar import utc_nanoseconds
 from velocast.ml.history import HourlyGrid
-from velocast.ml.model_base import TARGET
+from velocast.ml.model_base import counted_mask
 
 STUCK_SPREAD_SHARE: Final = 0.1
 # Days a forecast's broken-run search looks back from its cut-off: the history features read 28.
@@ -336,7 +336,7 @@ def without_broken(actual: HourlyGrid, expected: HourlyGrid | None = None) -> tu
 def broken_rows(normalized: pd.DataFrame) -> tuple[np.ndarray, BrokenCells]:
     """Which rows of a normalized frame fall in broken runs (judged against each counter's weekly
     profile), and the runs. Rows without a count or a counter are never broken."""
-    counted = (normalized[TARGET].notna() & normalized["counter_id"].notna()).to_numpy()
+    counted = counted_mask(normalized)
     grid = HourlyGrid.of_frame(normalized)
     cells = broken_cells(grid, weekly_profile(grid))
     broken = np.zeros(len(normalized), dtype=bool)

@@ -240,6 +240,12 @@ def utc_nanoseconds(counted_at: pd.Series) -> np.ndarray:
     return np.asarray(counted_at.values).astype("datetime64[ns]").view(np.int64)
 
 
+def local_days(counted_at: pd.Series) -> np.ndarray:
+    """The Europe/Paris local day (int64 days since 1970-01-01) of each tz-aware instant."""
+    day: np.ndarray = local_clock(utc_nanoseconds(counted_at))[1].astype(np.int64)
+    return day
+
+
 __all__ = [
     "DAY_FEATURES",
     "MAX_HOLIDAY_DISTANCE_DAYS",
@@ -248,6 +254,7 @@ __all__ = [
     "SchoolCalendar",
     "day_features",
     "local_clock",
+    "local_days",
     "public_holidays",
     "school_calendar",
     "utc_nanoseconds",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from velocast.ml.broken import BrokenAsOf, BrokenCells
-from velocast.ml.calendar import local_clock, utc_nanoseconds
+from velocast.ml.calendar import local_days, utc_nanoseconds
 from velocast.ml.features import calendar_arrays
 from velocast.ml.history import (
     HISTORY_FEATURES,
@@ -46,7 +46,7 @@ from velocast.ml.history_stage import (
     fit_history_stage,
     training_last_usable_day,
 )
-from velocast.ml.model_base import TARGET, ModelError, VelocastModel
+from velocast.ml.model_base import TARGET, ModelError, VelocastModel, counted_rows
 
 # Fewer recent errors than this (a handful of counters, a gap): the calibrated band stays.
 MIN_RECENT_OUTCOMES: Final = 500
@@ -76,10 +76,6 @@ class Forecast:
     unseen_counter_rows: int
 
 
-def _counted(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame[TARGET].notna() & frame["counter_id"].notna()]
-
-
 def _grids(
     model: VelocastModel, history: pd.DataFrame, expectation: np.ndarray | None = None
 ) -> tuple[HourlyGrid, HourlyGrid]:
@@ -87,7 +83,7 @@ def _grids(
 
     ``expectation``: the model's predictions of ``history``'s counted rows, if already made.
     """
-    rows = _counted(history)
+    rows = counted_rows(history)
     counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
     located = local_rows(
         rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
@@ -118,9 +114,9 @@ def fit_history(
     sample for both stages, as the days forecast in production are (``model`` itself saw the slice:
     its errors there, and so the intervals, would be too small).
     """
-    rows = _counted(train).reset_index(drop=True)
+    rows = counted_rows(train).reset_index(drop=True)
     utc_ns = utc_nanoseconds(rows["counted_at"])
-    day = local_clock(utc_ns)[1].astype(np.int64)
+    day = local_days(rows["counted_at"])
     before_slice = rows[day < calibration_start_day(day, calibration_days)]
     if before_slice.empty:
         raise HistoryStageError(
@@ -187,7 +183,7 @@ def forecast(
     # Models that leave broken runs out of their fit skip them in the history too, as known by
     # each cut-off (``velocast.ml.broken.BrokenAsOf``).
     broken = BrokenAsOf(actual, expected) if model.hyperparams.get("drop_broken_runs") else None
-    day = local_clock(utc_nanoseconds(targets["counted_at"]))[1].astype(np.int64)
+    day = local_days(targets["counted_at"])
     # A row never reads its own day or later, whatever the cut-off says (its band included).
     cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), day - 1)
     result, recent_broken = _stage_forecast(
@@ -275,8 +271,8 @@ def _recent_blends(
     outcomes are the calibration slice's, out of sample, kept by day in the stage. Too few recent
     outcomes: the weight and band chosen at training stay.
     """
-    counted = _counted(history)
-    day = local_clock(utc_nanoseconds(counted["counted_at"]))[1].astype(np.int64)
+    counted = counted_rows(history)
+    day = local_days(counted["counted_at"])
     cut_offs = np.unique(cut_off)
     live = Outcomes(np.zeros(0), np.zeros(0), np.zeros(0))
     live_cells = LocalRows(

@@ -45,6 +45,18 @@ FILE_FORMAT: Final = 1
 SINGLE_THREAD_ROWS: Final = 100_000
 
 
+def counted_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows have a counter and a count: the rows models fit on and history is made of."""
+    mask: np.ndarray = (frame[TARGET].notna() & frame["counter_id"].notna()).to_numpy()
+    return mask
+
+
+def counted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` that have a counter and a count."""
+    rows: pd.DataFrame = frame[counted_mask(frame)]
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
@@ -162,7 +174,7 @@ class VelocastModel(ABC):
         missing = {"counter_id", "counted_at", TARGET} - set(normalized.columns)
         if missing:
             raise ModelError(f"the training frame lacks the columns {sorted(missing)}")
-        train = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()]
+        train = counted_rows(normalized)
         if train.empty:
             raise ModelError("the training frame has no row with a counter and a count")
         encoder = CounterEncoder.fit(train["counter_id"])
@@ -304,6 +316,8 @@ __all__ = [
     "Prediction",
     "TrainingSummary",
     "VelocastModel",
+    "counted_mask",
+    "counted_rows",
     "counter_names_of",
     "load_model",
     "model_size_mb",

@@ -57,7 +57,13 @@ from velocast.ml.features import (
 )
 from velocast.ml.forecast import fit_history
 from velocast.ml.history_stage import HistoryStage
-from velocast.ml.model_base import SINGLE_THREAD_ROWS, TARGET, Hyperparams, ModelError, VelocastModel
+from velocast.ml.model_base import (
+    SINGLE_THREAD_ROWS,
+    Hyperparams,
+    ModelError,
+    VelocastModel,
+    counted_rows,
+)
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE, MODEL_TYPE_NAMES
 from velocast.ml.tree_kernel import CompiledBoosting
 
@@ -244,7 +250,7 @@ class HistGradientBoostingModel(VelocastModel):
             self.broken_runs = cells.runs
         super().fit(normalized)
         if params.history:
-            train = normalized[normalized[TARGET].notna() & normalized["counter_id"].notna()]
+            train = counted_rows(normalized)
             try:
                 with self._threads(len(train)):
                     self.history_stage = self._fit_history(train)
