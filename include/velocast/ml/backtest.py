@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from velocast.errors import RequestError
-from velocast.ml.broken import broken_rows
-from velocast.ml.calendar import local_days, utc_nanoseconds
-from velocast.ml.forecast import forecast, history_stage_of
-from velocast.ml.history import HourlyGrid, local_rows
+from velocast.ml.broken import broken_located_rows
+from velocast.ml.calendar import local_days
+from velocast.ml.forecast import forecast, history_stage_of, prepare_history
+from velocast.ml.history import HourlyGrid, LocalRows
 from velocast.ml.model_base import TARGET, VelocastModel, counted_rows
 from velocast.ml.model_types import DEFAULT_MODEL_TYPE
 from velocast.ml.models import build_model
@@ -150,15 +150,17 @@ def run_backtest(
     timings["fit_s"] = time.perf_counter() - started
 
     target_day = day[in_window]
-    last_week = _last_week(rows, targets)
+    # The history on the grid once, for every horizon, the baseline and the broken-run search.
+    history = prepare_history(model, rows)
+    last_week = _last_week(history.actual, history.located.subset(in_window))
     # Scoring may look at the whole data (it is not a forecast): counts read by a broken loop are
     # scored apart, since they measure the loop, not the traffic.
-    broken_actual = broken_rows(rows)[0][in_window]
+    broken_actual = broken_located_rows(history.actual, history.located)[0][in_window]
     frames = []
     for horizon in range(1, window.horizon_days + 1):
         report(f"forecasting {len(targets):,} rows at horizon {horizon}", horizon / (window.horizon_days + 1))
         started = time.perf_counter()
-        result = forecast(model, targets, rows, target_day - window.lag_days - horizon)
+        result = forecast(model, targets, history, target_day - window.lag_days - horizon)
         timings[f"forecast_h{horizon}_s"] = time.perf_counter() - started
         frames.append(
             pd.DataFrame(
@@ -202,16 +204,12 @@ def _stage_summary(model: VelocastModel) -> dict[str, float | None] | None:
     return {key: None if np.isnan(value) else value for key, value in stage.summary().items()}
 
 
-def _last_week(rows: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+def _last_week(grid: HourlyGrid, targets: LocalRows) -> np.ndarray:
     """The count of each target's counter at the same local hour 7 days earlier (NaN if none)."""
-    grid = HourlyGrid.of_frame(rows)
-    located = local_rows(
-        targets["counter_id"].astype(str).tolist(), utc_nanoseconds(targets["counted_at"]), grid.counters
-    )
-    day = located.day - 7 - grid.first_day
-    inside = (located.counter >= 0) & (day >= 0) & (day < grid.values.shape[1])
-    out = np.full(len(targets), np.nan)
-    out[inside] = grid.values[located.counter[inside], day[inside], located.hour[inside]]
+    day = targets.day - 7 - grid.first_day
+    inside = (targets.counter >= 0) & (day >= 0) & (day < grid.values.shape[1])
+    out = np.full(len(targets.day), np.nan)
+    out[inside] = grid.values[targets.counter[inside], day[inside], targets.hour[inside]]
     return out
 
 

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from velocast.ml.calendar import utc_nanoseconds
-from velocast.ml.history import HourlyGrid
-from velocast.ml.model_base import counted_mask
+from velocast.ml.history import HourlyGrid, LocalRows, local_rows
+from velocast.ml.model_base import TARGET, counted_mask
 
 STUCK_SPREAD_SHARE: Final = 0.1
 # Days a forecast's broken-run search looks back from its cut-off: the history features read 28.
@@ -337,16 +337,25 @@ def broken_rows(normalized: pd.DataFrame) -> tuple[np.ndarray, BrokenCells]:
     """Which rows of a normalized frame fall in broken runs (judged against each counter's weekly
     profile), and the runs. Rows without a count or a counter are never broken."""
     counted = counted_mask(normalized)
-    grid = HourlyGrid.of_frame(normalized)
-    cells = broken_cells(grid, weekly_profile(grid))
+    rows = normalized[counted]
+    counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
+    located = local_rows(
+        rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
+    )
+    grid = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
+    in_runs, cells = broken_located_rows(grid, located)
     broken = np.zeros(len(normalized), dtype=bool)
-    if cells.runs:
-        rows = normalized[counted]
-        located = grid.locate(rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]))
-        broken[np.flatnonzero(counted)] = cells.mask[
-            located.counter, located.day - grid.first_day, located.hour
-        ]
+    broken[np.flatnonzero(counted)] = in_runs
     return broken, cells
+
+
+def broken_located_rows(grid: HourlyGrid, located: LocalRows) -> tuple[np.ndarray, BrokenCells]:
+    """``broken_rows`` of rows already on ``grid`` (the grid of their own counts)."""
+    cells = broken_cells(grid, weekly_profile(grid))
+    if not cells.runs:
+        return np.zeros(len(located.day), dtype=bool), cells
+    in_runs: np.ndarray = cells.mask[located.counter, located.day - grid.first_day, located.hour]
+    return in_runs, cells
 
 
 class BrokenAsOf:
@@ -388,6 +397,7 @@ __all__ = [
     "BrokenCells",
     "BrokenRun",
     "broken_cells",
+    "broken_located_rows",
     "broken_rows",
     "weekly_profile",
     "without_broken",

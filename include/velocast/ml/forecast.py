@@ -76,22 +76,38 @@ class Forecast:
     unseen_counter_rows: int
 
 
-def _grids(
-    model: VelocastModel, history: pd.DataFrame, expectation: np.ndarray | None = None
-) -> tuple[HourlyGrid, HourlyGrid]:
-    """The actual counts of ``history`` and the calendar model's expectation of the same cells.
+@dataclass(frozen=True)
+class PreparedHistory:
+    """History rows on the grid, with the calendar model's expectation of every cell: built once
+    (``prepare_history``), read by every forecast from it (each horizon of a backtest, say)."""
 
-    ``expectation``: the model's predictions of ``history``'s counted rows, if already made.
+    rows: pd.DataFrame  # the counted rows, in order
+    utc_ns: np.ndarray  # their instants
+    located: LocalRows  # their cells on ``actual``
+    actual: HourlyGrid
+    expected: HourlyGrid
+    # Broken runs as known by each cut-off, for models that leave them out (``drop_broken_runs``).
+    broken: BrokenAsOf | None
+
+
+def prepare_history(
+    model: VelocastModel, history: pd.DataFrame, expectation: np.ndarray | None = None
+) -> PreparedHistory:
+    """``history``'s counted rows on a grid, and ``model``'s expectation of the same cells.
+
+    ``expectation``: the model's predictions of those rows, if already made.
     """
     rows = counted_rows(history)
+    utc_ns = utc_nanoseconds(rows["counted_at"])
     counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
-    located = local_rows(
-        rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
-    )
+    located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, counters)
     if expectation is None:
         expectation = model.predict(rows) if len(rows) else np.zeros(0)
     actual = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
-    return actual, HourlyGrid.of_rows(counters, located, expectation)
+    expected = HourlyGrid.of_rows(counters, located, expectation)
+    # Models that leave broken runs out of their fit skip them in the history too.
+    broken = BrokenAsOf(actual, expected) if model.hyperparams.get("drop_broken_runs") else None
+    return PreparedHistory(rows, utc_ns, located, actual, expected, broken)
 
 
 def fit_history(
@@ -115,7 +131,6 @@ def fit_history(
     its errors there, and so the intervals, would be too small).
     """
     rows = counted_rows(train).reset_index(drop=True)
-    utc_ns = utc_nanoseconds(rows["counted_at"])
     day = local_days(rows["counted_at"])
     before_slice = rows[day < calibration_start_day(day, calibration_days)]
     if before_slice.empty:
@@ -125,16 +140,15 @@ def fit_history(
         )
     early = calendar_model().fit(before_slice)
     expectation, early_expectation = model.predict(rows), early.predict(rows)
-    actual, expected = _grids(model, rows, expectation)
-    _, early_expected = _grids(early, rows, early_expectation)
-    located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
+    prepared = prepare_history(model, rows, expectation)
+    early_expected = HourlyGrid.of_rows(prepared.actual.counters, prepared.located, early_expectation)
     return fit_history_stage(
-        actual=actual,
-        rows=located,
+        actual=prepared.actual,
+        rows=prepared.located,
         target=rows[TARGET].to_numpy(dtype=np.float64),
-        fitted=CalendarView(expected=expected, expectation=expectation),
+        fitted=CalendarView(expected=prepared.expected, expectation=expectation),
         out_of_sample=CalendarView(expected=early_expected, expectation=early_expectation),
-        calendar_columns=calendar_arrays(utc_ns).calendar_columns(),
+        calendar_columns=calendar_arrays(prepared.utc_ns).calendar_columns(),
         weights=weights,
         estimator=estimator,
         lag_days=lag_days,
@@ -153,10 +167,11 @@ def history_stage_of(model: VelocastModel) -> HistoryStage | None:
 def forecast(
     model: VelocastModel,
     targets: pd.DataFrame,
-    history: pd.DataFrame | None,
+    history: pd.DataFrame | PreparedHistory | None,
     last_usable_day: np.ndarray | int | None,
 ) -> Forecast:
-    """Forecast ``targets`` (``counter_id``, ``counted_at``) from the counts in ``history``.
+    """Forecast ``targets`` (``counter_id``, ``counted_at``) from the counts in ``history`` (a
+    frame, or ``prepare_history``'s of it for ``model`` when several forecasts read the same).
 
     Each row reads only the days of ``history`` up to its ``last_usable_day`` (local days since
     1970-01-01, one for all rows or one per row; ``velocast.ml.history.last_complete_day`` turns a
@@ -179,20 +194,16 @@ def forecast(
         )
     if targets["counter_id"].isna().any() or targets["counted_at"].isna().any():
         raise ModelError("every row to forecast needs a counter_id and a counted_at")
-    actual, expected = _grids(model, history)
-    # Models that leave broken runs out of their fit skip them in the history too, as known by
-    # each cut-off (``velocast.ml.broken.BrokenAsOf``).
-    broken = BrokenAsOf(actual, expected) if model.hyperparams.get("drop_broken_runs") else None
-    day = local_days(targets["counted_at"])
+    prepared = history if isinstance(history, PreparedHistory) else prepare_history(model, history)
+    utc_ns = utc_nanoseconds(targets["counted_at"])
+    located = local_rows(targets["counter_id"].astype(str).tolist(), utc_ns, prepared.actual.counters)
     # A row never reads its own day or later, whatever the cut-off says (its band included).
-    cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), day - 1)
-    result, recent_broken = _stage_forecast(
-        stage, targets, calendar.values, actual, expected, cut_off, broken
-    )
+    cut_off = np.minimum(np.asarray(last_usable_day, dtype=np.int64), located.day - 1)
+    result, recent_broken = _stage_forecast(stage, located, utc_ns, calendar.values, prepared, cut_off)
     values, lower, upper = result.values.copy(), result.lower.copy(), result.upper.copy()
     if stage.recent_days > 0 and result.history_used.any():
         for last, (weight, band) in _recent_blends(
-            model, stage, history, actual, expected, cut_off[result.history_used], broken
+            model, stage, prepared, cut_off[result.history_used]
         ).items():
             rows = result.history_used & (cut_off == last)
             values[rows] = weight * result.staged[rows] + (1.0 - weight) * result.calendar[rows]
@@ -212,26 +223,24 @@ def forecast(
 
 def _stage_forecast(
     stage: HistoryStage,
-    frame: pd.DataFrame,
+    rows: LocalRows,
+    utc_ns: np.ndarray,
     calendar_values: np.ndarray,
-    actual: HourlyGrid,
-    expected: HourlyGrid,
+    history: PreparedHistory,
     cut_off: np.ndarray,
-    broken: BrokenAsOf | None = None,
 ) -> tuple[StageForecast, np.ndarray]:
-    """The stage's forecast of ``frame``'s rows, and whether each row's counter read as broken in
-    the week up to its cut-off (always False without ``broken``)."""
-    utc_ns = utc_nanoseconds(frame["counted_at"])
-    rows = local_rows(frame["counter_id"].astype(str).tolist(), utc_ns, actual.counters)
+    """The stage's forecast of rows (located on ``history``'s grid, at ``utc_ns``), and whether each
+    row's counter read as broken in the week up to its cut-off (always False without
+    ``history.broken``)."""
     recent_broken = np.zeros(len(rows.day), dtype=bool)
-    if broken is None:
-        features = history_features(actual, expected, rows, cut_off, calendar_values)
+    if history.broken is None:
+        features = history_features(history.actual, history.expected, rows, cut_off, calendar_values)
     else:  # one window per cut-off: the broken cells known by then are missing data
         columns = {name: np.full(len(rows.day), np.nan) for name in HISTORY_FEATURES}
         for last in np.unique(cut_off).tolist():
             group = np.flatnonzero(cut_off == last)
-            masked, window_expected, cells = broken.window(last)
-            located = LocalRows(counter=rows.counter[group], day=rows.day[group], hour=rows.hour[group])
+            masked, window_expected, cells = history.broken.window(last)
+            located = rows.subset(group)
             part = history_features(masked, window_expected, located, cut_off[group], calendar_values[group])
             for name, values in part.columns.items():
                 columns[name][group] = values
@@ -251,13 +260,7 @@ def _broke_in_last_week(cells: BrokenCells, counter: np.ndarray, first_day: int,
 
 
 def _recent_blends(
-    model: VelocastModel,
-    stage: HistoryStage,
-    history: pd.DataFrame,
-    actual: HourlyGrid,
-    expected: HourlyGrid,
-    cut_off: np.ndarray,
-    broken: BrokenAsOf | None = None,
+    model: VelocastModel, stage: HistoryStage, history: PreparedHistory, cut_off: np.ndarray
 ) -> dict[int, tuple[float, IntervalBand]]:
     """Each cut-off's blend weight and band, from the outcomes of the ``recent_days`` up to it.
 
@@ -271,25 +274,21 @@ def _recent_blends(
     outcomes are the calibration slice's, out of sample, kept by day in the stage. Too few recent
     outcomes: the weight and band chosen at training stay.
     """
-    counted = counted_rows(history)
-    day = local_days(counted["counted_at"])
+    day = history.located.day
     cut_offs = np.unique(cut_off)
     live = Outcomes(np.zeros(0), np.zeros(0), np.zeros(0))
-    live_cells = LocalRows(
-        counter=np.zeros(0, dtype=np.intp), day=np.zeros(0, dtype=np.int64), hour=np.zeros(0, dtype=np.intp)
-    )
+    live_cells = history.located.subset(np.zeros(0, dtype=np.intp))
     # Live outcomes after the training window; within it, the slice's.
     near = (day > max(cut_offs.min() - stage.recent_days, stage.last_training_day)) & (day <= cut_offs.max())
     if near.any():
-        past, past_day = counted[near], day[near]
+        past, past_cells = history.rows[near], history.located.subset(near)
         past_forecast, _ = _stage_forecast(
             stage,
-            past,
+            past_cells,
+            history.utc_ns[near],
             model.predict(past),
-            actual,
-            expected,
-            training_last_usable_day(past_day, stage.lag_days, stage.horizon_days),
-            broken,
+            history,
+            training_last_usable_day(past_cells.day, stage.lag_days, stage.horizon_days),
         )
         used = past_forecast.history_used
         live = Outcomes(
@@ -297,17 +296,14 @@ def _recent_blends(
             staged=past_forecast.staged[used],
             calendar=past_forecast.calendar[used],
         )
-        located = local_rows(
-            past["counter_id"].astype(str).tolist(), utc_nanoseconds(past["counted_at"]), actual.counters
-        )
-        live_cells = LocalRows(counter=located.counter[used], day=located.day[used], hour=located.hour[used])
+        live_cells = past_cells.subset(used)
     live_day = live_cells.day
     blends: dict[int, tuple[float, IntervalBand]] = {}
     for last in cut_offs.tolist():
         first = last - stage.recent_days + 1
         in_window = (live_day >= first) & (live_day <= last)
-        if broken is not None and in_window.any():  # a broken loop's counts say nothing of the stage
-            masked, _, _ = broken.window(last)
+        if history.broken is not None and in_window.any():  # a broken loop's counts say nothing
+            masked, _, _ = history.broken.window(last)
             index = np.flatnonzero(in_window & (live_day >= masked.first_day))
             cells = masked.values[
                 live_cells.counter[index], live_day[index] - masked.first_day, live_cells.hour[index]
@@ -327,4 +323,4 @@ def _recent_blends(
     return blends
 
 
-__all__ = ["Forecast", "fit_history", "forecast", "history_stage_of"]
+__all__ = ["Forecast", "PreparedHistory", "fit_history", "forecast", "history_stage_of", "prepare_history"]

@@ -61,6 +61,10 @@ class LocalRows:
     day: np.ndarray  # int64, local days since 1970-01-01
     hour: np.ndarray  # intp, 0..23
 
+    def subset(self, rows: np.ndarray) -> LocalRows:
+        """The rows selected by a boolean mask or an index array."""
+        return LocalRows(counter=self.counter[rows], day=self.day[rows], hour=self.hour[rows])
+
 
 def local_rows(
     counter_ids: Sequence[Any] | np.ndarray, utc_ns: np.ndarray, counters: Sequence[str]

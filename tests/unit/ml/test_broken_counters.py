@@ -3,6 +3,7 @@ its normal level (the real Champs-Élysées counter that read 0 from November 20
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -124,23 +125,20 @@ def test_without_broken_cells_the_windowed_features_are_the_full_grid_s(
     counts: pd.DataFrame, cleaned: HistGradientBoostingModel
 ) -> None:
     import velocast.ml.forecast as forecast_module
-    from velocast.ml.broken import BrokenAsOf
 
     healthy = counts[counts["counter_id"].isin(HEALTHY)].reset_index(drop=True)
     stage = cleaned.history_stage
     assert stage is not None
-    actual, expected = forecast_module._grids(cleaned, healthy)
-    targets = healthy[healthy["counted_at"] >= pd.Timestamp("2023-11-10", tz="Europe/Paris")].reset_index(
-        drop=True
-    )
-    cut_offs = local_day(targets) - 3
-    calendar = cleaned.predict(targets)
-    whole, _ = forecast_module._stage_forecast(stage, targets, calendar, actual, expected, cut_offs)
-    broken = BrokenAsOf(actual, expected)
-    windowed, flags = forecast_module._stage_forecast(
-        stage, targets, calendar, actual, expected, cut_offs, broken
-    )
-    assert not any(broken.window(cut)[2].runs for cut in np.unique(cut_offs).tolist())
+    history = forecast_module.prepare_history(cleaned, healthy)
+    assert history.broken is not None  # a drop_broken_runs model
+    targets = history.rows["counted_at"] >= pd.Timestamp("2023-11-10", tz="Europe/Paris")
+    rows, utc_ns = history.located.subset(targets.to_numpy()), history.utc_ns[targets.to_numpy()]
+    cut_offs = rows.day - 3
+    calendar = cleaned.predict(history.rows[targets])
+    windowed, flags = forecast_module._stage_forecast(stage, rows, utc_ns, calendar, history, cut_offs)
+    whole_grid = dataclasses.replace(history, broken=None)
+    whole, _ = forecast_module._stage_forecast(stage, rows, utc_ns, calendar, whole_grid, cut_offs)
+    assert not any(history.broken.window(cut)[2].runs for cut in np.unique(cut_offs).tolist())
     # The same forecasts: sums over a 35-day window round differently from sums over the whole
     # grid (in the last bits), which can move a value across a tree's threshold, rarely.
     differ = ~np.isclose(windowed.values, whole.values, rtol=1e-12, atol=0)
