@@ -28,6 +28,7 @@ import pandas as pd
 from velocast.errors import RequestError
 from velocast.ml.broken import broken_located_rows
 from velocast.ml.calendar import local_days
+from velocast.ml.evaluation import score
 from velocast.ml.forecast import forecast, history_stage_of, prepare_history
 from velocast.ml.history import HourlyGrid, LocalRows
 from velocast.ml.model_base import TARGET, VelocastModel, counted_rows
@@ -217,17 +218,13 @@ def _last_week(grid: HourlyGrid, targets: LocalRows) -> np.ndarray:
 
 
 def _scores(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """R², RMSE and MAE as the evaluation of models computes them, and WAPE."""
     if len(actual) == 0:
         return {"r2": None, "rmse": None, "mae": None, "wape": None}
-    error = predicted - actual
-    total = float(np.sum((actual - actual.mean()) ** 2))
+    metrics = score(actual, predicted).to_dict()
     absolute = float(np.sum(np.abs(actual)))
-    return {
-        "r2": None if total == 0 else 1.0 - float(np.sum(error**2)) / total,
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mae": float(np.mean(np.abs(error))),
-        "wape": None if absolute == 0 else float(np.sum(np.abs(error))) / absolute,
-    }
+    wape = None if absolute == 0 else float(np.sum(np.abs(predicted - actual))) / absolute
+    return {"r2": metrics["r2"], "rmse": metrics["rmse"], "mae": metrics["mae"], "wape": wape}
 
 
 def _block(frame: pd.DataFrame) -> dict[str, Any]:

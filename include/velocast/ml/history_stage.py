@@ -30,6 +30,7 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from velocast.ml.evaluation import score
 from velocast.ml.history import HISTORY_FEATURES, HistoryFeatures, HourlyGrid, LocalRows, history_features
 from velocast.ml.model_base import SINGLE_THREAD_ROWS, ModelError
 
@@ -160,8 +161,8 @@ class HistoryStage:
             "band_high": self.band.high,
             "band_coverage": self.band.coverage,
             "calibration_rows": float(self.band.calibration_rows),
-            "slice_r2": _r2(actual, np.asarray(blended, dtype=np.float64)),
-            "slice_calendar_r2": _r2(actual, np.asarray(slice_outcomes.calendar, dtype=np.float64)),
+            "slice_r2": score(actual, blended).r2,
+            "slice_calendar_r2": score(actual, slice_outcomes.calendar).r2,
             "recent_days": float(self.recent_days),
         }
 
@@ -189,11 +190,6 @@ class HistoryStage:
             staged=staged,
             calendar=calendar,
         )
-
-
-def _r2(actual: np.ndarray, predicted: np.ndarray) -> float:
-    total = float(np.sum((actual - actual.mean()) ** 2)) if len(actual) else 0.0
-    return float("nan") if total == 0.0 else 1.0 - float(np.sum((actual - predicted) ** 2)) / total
 
 
 def _matrix(
