@@ -50,8 +50,6 @@ from velocast.ml.model_base import TARGET, ModelError, VelocastModel, counted_ro
 
 # Fewer recent errors than this (a handful of counters, a gap): the calibrated band stays.
 MIN_RECENT_OUTCOMES: Final = 500
-# Recent outcomes weigh half as much every this many days back (None: all days alike).
-RECENT_HALF_LIFE_DAYS: float | None = None
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -309,17 +307,15 @@ def _recent_blends(
                 live_cells.counter[index], live_day[index] - masked.first_day, live_cells.hour[index]
             ]
             in_window[index[np.isnan(cells)]] = False
-        parts, part_days = [live.subset(in_window)], [live_day[in_window]]
-        for stored_day in range(first, min(last, stage.last_training_day) + 1):
-            if stored_day in stage.calibration_outcomes:
-                parts.append(stage.calibration_outcomes[stored_day])
-                part_days.append(np.full(len(stage.calibration_outcomes[stored_day]), stored_day))
+        parts = [live.subset(in_window)]
+        parts += [
+            stage.calibration_outcomes[stored_day]
+            for stored_day in range(first, min(last, stage.last_training_day) + 1)
+            if stored_day in stage.calibration_outcomes
+        ]
         recent = Outcomes.pooled(parts)
         if len(recent) >= MIN_RECENT_OUTCOMES:
-            weights = None
-            if RECENT_HALF_LIFE_DAYS is not None:
-                weights = np.power(0.5, (last - np.concatenate(part_days)) / RECENT_HALF_LIFE_DAYS)
-            blends[last] = recent.blend(stage.band.coverage, weights)
+            blends[last] = recent.blend(stage.band.coverage)
     return blends
 
 

@@ -71,18 +71,9 @@ class IntervalBand:
         return cls.of_scores(conformity_scores(actual, predicted), coverage)
 
     @classmethod
-    def of_scores(
-        cls, scores: np.ndarray, coverage: float, weights: np.ndarray | None = None
-    ) -> IntervalBand:
+    def of_scores(cls, scores: np.ndarray, coverage: float) -> IntervalBand:
         tail = (1.0 - coverage) / 2.0
-        if weights is None:
-            low, high = np.quantile(scores, [tail, 1.0 - tail])
-        else:  # weighted quantiles: the first score whose cumulative weight reaches the level
-            order = np.argsort(scores, kind="stable")
-            cumulative = np.cumsum(weights[order])
-            cumulative /= cumulative[-1]
-            positions = np.searchsorted(cumulative, [tail, 1.0 - tail])
-            low, high = scores[order][np.minimum(positions, len(scores) - 1)]
+        low, high = np.quantile(scores, [tail, 1.0 - tail])
         return cls(low=float(low), high=float(high), coverage=coverage, calibration_rows=len(scores))
 
 
@@ -119,17 +110,13 @@ class Outcomes:
     def subset(self, rows: np.ndarray) -> Outcomes:
         return Outcomes(self.actual[rows], self.staged[rows], self.calendar[rows])
 
-    def blend(self, coverage: float, weights: np.ndarray | None = None) -> tuple[float, IntervalBand]:
-        """The blend weight with the least squared error on these rows, and the band of that blend.
-
-        ``weights``: how much each row counts (recent days more than older ones), or all alike.
-        """
+    def blend(self, coverage: float) -> tuple[float, IntervalBand]:
+        """The blend weight with the least squared error on these rows, and the band of that blend."""
         actual, staged, calendar = (
             np.asarray(v, dtype=np.float64) for v in (self.actual, self.staged, self.calendar)
         )
-        weight = blend_weight(actual, staged, calendar, weights)
-        scores = conformity_scores(actual, weight * staged + (1.0 - weight) * calendar)
-        return weight, IntervalBand.of_scores(scores, coverage, weights)
+        weight = blend_weight(actual, staged, calendar)
+        return weight, IntervalBand.calibrate(actual, weight * staged + (1.0 - weight) * calendar, coverage)
 
 
 @dataclass
@@ -206,16 +193,13 @@ def training_last_usable_day(day: np.ndarray, lag_days: int, horizon_days: int) 
     return result
 
 
-def blend_weight(
-    actual: np.ndarray, staged: np.ndarray, calendar: np.ndarray, weights: np.ndarray | None = None
-) -> float:
-    """The weight w in [0, 1] of w × staged + (1 − w) × calendar with the least (weighted) squared error."""
+def blend_weight(actual: np.ndarray, staged: np.ndarray, calendar: np.ndarray) -> float:
+    """The weight w in [0, 1] of w × staged + (1 − w) × calendar with the least squared error."""
     difference = staged - calendar
-    weighted = difference if weights is None else difference * weights
-    denominator = float(np.dot(weighted, difference))
+    denominator = float(np.dot(difference, difference))
     if denominator == 0.0:
         return 1.0
-    return float(np.clip(np.dot(weighted, actual - calendar) / denominator, 0.0, 1.0))
+    return float(np.clip(np.dot(difference, actual - calendar) / denominator, 0.0, 1.0))
 
 
 def calibration_start_day(day: np.ndarray, calibration_days: int) -> int:

@@ -472,22 +472,3 @@ def test_interval_bounds_are_ordered_and_never_negative() -> None:
     assert (lower <= upper).all()
     assert lower[1] == 0.0 and upper[1] == pytest.approx(band.high)  # scale 1 at 0
     assert (upper[4:] > predicted[4:]).all()
-
-
-def test_weighted_bands_and_blends_count_the_heavier_rows_more() -> None:
-    from velocast.ml.history_stage import IntervalBand, blend_weight
-
-    scores = np.arange(100, dtype=np.float64)
-    even = IntervalBand.of_scores(scores, 0.8)
-    assert (even.low, even.high) == pytest.approx((9.9, 89.1))
-    # Equal weights: the same tails, to the sample; the top half ten times heavier: higher tails.
-    same = IntervalBand.of_scores(scores, 0.8, np.ones(100))
-    assert (same.low, same.high) == (9.0, 89.0)  # the first score whose cumulative weight reaches 10 %
-    heavy = IntervalBand.of_scores(scores, 0.8, np.where(scores >= 50, 10.0, 1.0))
-    assert (heavy.low, heavy.high) == (50.0, 94.0)  # 10 % of 550 is reached at 50, 90 % at 94
-    # The blend weight of rows where only history is right, counted 9 times more than rows where
-    # only the calendar is: mostly history.
-    actual = np.array([10.0, 10.0])
-    staged, calendar = np.array([10.0, 0.0]), np.array([0.0, 10.0])
-    assert blend_weight(actual, staged, calendar) == pytest.approx(0.5)
-    assert blend_weight(actual, staged, calendar, np.array([9.0, 1.0])) == pytest.approx(0.9)
