@@ -32,8 +32,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from velocast.ml.calendar import utc_nanoseconds
-from velocast.ml.history import HourlyGrid, LocalRows, local_rows
+from velocast.ml.history import HourlyGrid, LocalRows
 from velocast.ml.model_base import TARGET, counted_mask
 
 STUCK_SPREAD_SHARE: Final = 0.1
@@ -337,13 +336,8 @@ def broken_rows(normalized: pd.DataFrame) -> tuple[np.ndarray, BrokenCells]:
     """Which rows of a normalized frame fall in broken runs (judged against each counter's weekly
     profile), and the runs. Rows without a count or a counter are never broken."""
     counted = counted_mask(normalized)
-    rows = normalized[counted]
-    counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
-    located = local_rows(
-        rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
-    )
-    grid = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
-    in_runs, cells = broken_located_rows(grid, located)
+    counts = HourlyGrid.of_counted(normalized[counted], TARGET)
+    in_runs, cells = broken_located_rows(counts.grid, counts.located)
     broken = np.zeros(len(normalized), dtype=bool)
     broken[np.flatnonzero(counted)] = in_runs
     return broken, cells

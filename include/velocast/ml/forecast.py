@@ -96,16 +96,14 @@ def prepare_history(
     ``expectation``: the model's predictions of those rows, if already made.
     """
     rows = counted_rows(history)
-    utc_ns = utc_nanoseconds(rows["counted_at"])
-    counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
-    located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, counters)
+    counts = HourlyGrid.of_counted(rows, TARGET)
     if expectation is None:
         expectation = model.predict(rows) if len(rows) else np.zeros(0)
-    actual = HourlyGrid.of_rows(counters, located, rows[TARGET].to_numpy(dtype=np.float64))
-    expected = HourlyGrid.of_rows(counters, located, expectation)
+    actual = counts.grid
+    expected = HourlyGrid.of_rows(actual.counters, counts.located, expectation)
     # Models that leave broken runs out of their fit skip them in the history too.
     broken = BrokenAsOf(actual, expected) if model.hyperparams.get("drop_broken_runs") else None
-    return PreparedHistory(rows, utc_ns, located, actual, expected, broken)
+    return PreparedHistory(rows, counts.utc_ns, counts.located, actual, expected, broken)
 
 
 def fit_history(

@@ -113,14 +113,28 @@ class HourlyGrid:
     def of_frame(cls, normalized: pd.DataFrame, column: str = "hourly_count") -> HourlyGrid:
         """The grid of a normalized frame's counts (rows without a count or a counter are left out)."""
         rows = normalized[normalized[column].notna() & normalized["counter_id"].notna()]
+        return cls.of_counted(rows, column).grid
+
+    @classmethod
+    def of_counted(cls, rows: pd.DataFrame, column: str = "hourly_count") -> LocatedCounts:
+        """The grid of rows that all have a counter and a value, with the rows' cells on it."""
+        utc_ns = utc_nanoseconds(rows["counted_at"])
         counters = tuple(sorted({str(value) for value in rows["counter_id"].unique()}))
-        located = local_rows(
-            rows["counter_id"].astype(str).tolist(), utc_nanoseconds(rows["counted_at"]), counters
-        )
-        return cls.of_rows(counters, located, rows[column].to_numpy(dtype=np.float64))
+        located = local_rows(rows["counter_id"].astype(str).tolist(), utc_ns, counters)
+        grid = cls.of_rows(counters, located, rows[column].to_numpy(dtype=np.float64))
+        return LocatedCounts(grid=grid, located=located, utc_ns=utc_ns)
 
     def locate(self, counter_ids: Sequence[Any] | np.ndarray, utc_ns: np.ndarray) -> LocalRows:
         return local_rows(counter_ids, utc_ns, self.counters)
+
+
+@dataclass(frozen=True)
+class LocatedCounts:
+    """Counted rows on their grid: the grid, each row's cell on it and each row's instant."""
+
+    grid: HourlyGrid
+    located: LocalRows
+    utc_ns: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -255,6 +269,7 @@ __all__ = [
     "HistoryFeatures",
     "HourlyGrid",
     "LocalRows",
+    "LocatedCounts",
     "history_features",
     "last_complete_day",
     "local_rows",
